@@ -1,0 +1,1 @@
+"""zkv: a distributed, replicated, partitioned key-value store on ZeroMQ."""
