@@ -1,0 +1,1 @@
+"""Benchmarks: latency recording, result tables, and the raw pyzmq ceiling workload."""
