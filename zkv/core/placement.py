@@ -1,0 +1,45 @@
+"""Placement: which partition a key lives in, and which nodes should own it.
+
+``partition_of(key)`` is a stable hash of the key bytes modulo the partition
+count: blake2b, so identical in every process, machine and Python version
+(never the built-in ``hash()``, which is salted per process).
+
+``rank_owners(partition, node_ids, replication)`` is rendezvous
+(highest-random-weight) hashing: every node gets a weight for the partition and
+the ``replication`` heaviest are the owners, heaviest first. Adding or removing
+one node changes the owners only of partitions where that node is (or was) in
+the top ``replication``.
+"""
+
+from __future__ import annotations
+
+from hashlib import blake2b
+
+PARTITIONS_DEFAULT = 64
+REPLICATION_DEFAULT = 3
+PARTITIONS_MAX = 65536  # partition numbers are stored in two bytes
+
+
+def key_bytes(key: str | bytes) -> bytes:
+    """The canonical bytes of a key: UTF-8 for str, as-is for bytes."""
+    if isinstance(key, str):
+        return key.encode("utf-8")
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        return bytes(key)
+    raise TypeError(f"key must be str or bytes, not {type(key).__name__}")
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    digest = blake2b(key, digest_size=8).digest()
+    return int.from_bytes(digest, "big") % partitions
+
+
+def rendezvous_weight(partition: int, node_id: str) -> int:
+    material = b"%d\x00" % partition + node_id.encode("utf-8")
+    return int.from_bytes(blake2b(material, digest_size=8).digest(), "big")
+
+
+def rank_owners(partition: int, node_ids: list[str] | tuple[str, ...], replication: int) -> tuple[str, ...]:
+    """The top ``replication`` nodes for a partition, heaviest first (ties by id)."""
+    ranked = sorted(node_ids, key=lambda node_id: (-rendezvous_weight(partition, node_id), node_id))
+    return tuple(ranked[:replication])

@@ -1,0 +1,470 @@
+"""Quorum coordination: turn reads and writes into replica batches and back.
+
+One ``Coordinator`` runs inside the smart client and inside every node (for
+the HTTP API and thin clients): the same code decides what a quorum is in
+both places.
+
+Theory of operation
+-------------------
+``submit_write`` / ``submit_read`` create an ``Op`` routed by the current
+config: a write goes to every write target of its partition and succeeds when
+each write set (one when settled, old and new during a move) has W
+acknowledgements; a read goes to the read set and succeeds with the newest
+record once R replicas answered. Ops queue per node and ``flush`` turns each
+node's queue into one ``Batch`` frame (bounded), so many ops share a frame.
+
+Replies come back per batch. A replica that says STALE makes the coordinator
+park the op, fetch a newer config (from that replica) and re-route it. Other
+refusals (BEHIND, NOT_READY, BUSY, unreachable) count against the attempt;
+when an attempt can no longer reach quorum the op is retried with backoff
+until its deadline, then fails saying how many replicas answered. Reads repair
+replicas that answered with an older record (read repair), including late
+answers. Writes keep their version across attempts, so a retry is idempotent.
+
+    submit --> queued --flush--> in flight --quorum--> done
+                 ^                  |  \\--STALE--> parked --config--> queued
+                 +---- backoff <----+ (quorum impossible)    deadline --> failed
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+
+from zkv.core import messages
+from zkv.core.config import Config, needed
+from zkv.core.messages import (
+    OP_READ, OP_WRITE, STATUS_BEHIND, STATUS_BUSY, STATUS_INVALID, STATUS_NOT_OWNER, STATUS_OK, STATUS_STALE,
+)
+from zkv.core.placement import partition_of
+from zkv.core.versions import VERSION_BYTES, HybridLogicalClock, encode_value
+
+BATCH_OPS_MAX = 4096
+BATCH_BYTES_MAX = 8 << 20
+RETRY_BACKOFF_MS_MIN = 10
+RETRY_BACKOFF_MS_MAX = 200
+KEY_BYTES_MAX = 1024
+VALUE_BYTES_MAX = 4 << 20
+
+# Op.error codes
+ERROR_QUORUM = "quorum"
+ERROR_TIMEOUT = "timeout"
+ERROR_INVALID = "invalid"
+
+KIND_READ = 0
+KIND_WRITE = 1
+KIND_REPAIR = 2
+
+_QUEUED, _INFLIGHT, _PARKED, _WAITING, _DONE = range(5)
+
+
+class Op:
+    """One quorum operation (or a fire-and-forget repair)."""
+
+    __slots__ = ("token", "kind", "key", "partition", "record", "quorum", "deadline_ms", "state",
+                 "attempt", "targets", "needs", "acked", "failed", "replies", "newest", "answered",
+                 "ok", "error", "detail", "backoff_ms")
+
+    def __init__(self, token, kind: int, key: bytes, partition: int, record: bytes | None,
+                 quorum: int, deadline_ms: int) -> None:
+        self.token = token
+        self.kind = kind
+        self.key = key
+        self.partition = partition
+        self.record = record
+        self.quorum = quorum
+        self.deadline_ms = deadline_ms
+        self.state = _QUEUED
+        self.attempt = 0
+        self.targets: tuple[str, ...] = ()
+        self.needs: tuple[tuple[tuple[str, ...], int], ...] = ()
+        self.acked: list[str] = []
+        self.failed: list[str] = []
+        self.replies: dict[str, bytes | None] = {}
+        self.newest: bytes | None = None
+        self.answered = 0
+        self.ok = False
+        self.error = ""
+        self.detail = ""
+        self.backoff_ms = RETRY_BACKOFF_MS_MIN
+
+    @property
+    def done(self) -> bool:
+        return self.state == _DONE
+
+    @property
+    def version(self) -> bytes | None:
+        """The version written (writes) or read (reads; None when missing)."""
+        if self.kind == KIND_READ:
+            return self.newest[:VERSION_BYTES] if self.newest is not None else None
+        return self.record[:VERSION_BYTES] if self.record is not None else None
+
+
+class InvalidInput(ValueError):
+    """The caller passed something zkv refuses (type, size); nothing was sent."""
+
+
+def check_key(key: bytes, key_bytes_max: int = KEY_BYTES_MAX) -> None:
+    if not key:
+        raise InvalidInput("key must not be empty")
+    if len(key) > key_bytes_max:
+        raise InvalidInput(f"key is {len(key)} bytes; the limit is {key_bytes_max}")
+
+
+def check_value(value: object, value_bytes_max: int = VALUE_BYTES_MAX) -> None:
+    if isinstance(value, str):
+        size = len(value.encode("utf-8"))
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        size = len(value)
+    else:
+        raise InvalidInput(f"value must be str or bytes, not {type(value).__name__}")
+    if size > value_bytes_max:
+        raise InvalidInput(f"value is {size} bytes; the limit is {value_bytes_max}")
+
+
+class Coordinator:
+    def __init__(self, writer_id: int, *, write_quorum: int = 2, read_quorum: int = 2,
+                 key_bytes_max: int = KEY_BYTES_MAX, value_bytes_max: int = VALUE_BYTES_MAX) -> None:
+        self.clock = HybridLogicalClock(writer_id)
+        self.write_quorum = write_quorum
+        self.read_quorum = read_quorum
+        self.key_bytes_max = key_bytes_max
+        self.value_bytes_max = value_bytes_max
+        self.config: Config | None = None
+        self._routes: list = []
+        self._outbox: dict[str, list[Op]] = {}
+        # request id -> (node, ops, the attempt of each op when sent)
+        self._inflight: dict[int, tuple[str, list[Op], list[int]]] = {}
+        # heap of (earliest deadline of a batch's ops, request id): expiry fails overdue ops
+        self._inflight_order: list[tuple[int, int]] = []
+        self._parked: list[Op] = []
+        self._waiting: list[tuple[int, int, Op]] = []  # heap of (retry_at_ms, seq, op)
+        self._sequence = itertools.count()
+        self._request_ids = itertools.count(1)
+        self.completed: list[Op] = []
+        self.config_wanted_from: str | None = None  # a node known to have a newer config
+        self.config_wanted = False
+        self.pending_ops = 0
+        self.counters = {"ops": 0, "ok": 0, "failed": 0, "retries": 0, "stale": 0, "repairs": 0}
+
+    # -- configuration ------------------------------------------------------
+
+    def set_config(self, config: Config) -> None:
+        if self.config is not None and config.epoch <= self.config.epoch:
+            return
+        self.config = config
+        self._routes = [(plan.read_set, plan.write_targets, plan.write_sets) for plan in config.plans]
+        self.config_wanted = False
+        self.config_wanted_from = None
+        parked, self._parked = self._parked, []
+        for op in parked:
+            if op.state == _PARKED:
+                self._route(op)
+
+    # -- submitting -----------------------------------------------------------
+
+    def partition_of(self, key: bytes) -> int | None:
+        return partition_of(key, self.config.partitions) if self.config is not None else None
+
+    def submit_write(self, key: bytes, value: bytes | str | None, quorum: int, now_ms: int,
+                     deadline_ms: int, token=None) -> Op:
+        """Queue a set (or, with value None, a delete). Raises InvalidInput on bad input."""
+        check_key(key, self.key_bytes_max)
+        if value is not None:
+            check_value(value, self.value_bytes_max)
+        record = encode_value(self.clock.next_version(now_ms), value)
+        return self._submit(token, KIND_WRITE, key, record, quorum or self.write_quorum, deadline_ms)
+
+    def submit_read(self, key: bytes, quorum: int, deadline_ms: int, token=None) -> Op:
+        check_key(key, self.key_bytes_max)
+        return self._submit(token, KIND_READ, key, None, quorum or self.read_quorum, deadline_ms)
+
+    def _submit(self, token, kind: int, key: bytes, record: bytes | None, quorum: int, deadline_ms: int) -> Op:
+        if quorum < 1:
+            raise InvalidInput(f"quorum must be at least 1, not {quorum}")
+        op = Op(token, kind, key, -1, record, quorum, deadline_ms)
+        self.counters["ops"] += 1
+        self.pending_ops += 1
+        if self.config is None:
+            op.state = _PARKED
+            self._parked.append(op)
+            self.config_wanted = True
+        else:
+            self._route(op)
+        return op
+
+    def _route(self, op: Op) -> None:
+        config = self.config
+        if op.partition < 0:
+            op.partition = partition_of(op.key, config.partitions)
+        read_set, write_targets, write_sets = self._routes[op.partition]
+        op.attempt += 1
+        op.acked = []
+        op.failed = []
+        op.replies = {}
+        if op.kind == KIND_READ:
+            op.targets = read_set
+            op.needs = ((read_set, needed(op.quorum, len(read_set))),)
+        else:
+            op.targets = write_targets
+            op.needs = tuple((members, needed(op.quorum, len(members))) for members in write_sets)
+        if not op.targets:
+            self._fail(op, ERROR_QUORUM, "no replicas for this partition")
+            return
+        op.state = _QUEUED
+        outbox = self._outbox
+        for node in op.targets:
+            queue = outbox.get(node)
+            if queue is None:
+                outbox[node] = [op]
+            else:
+                queue.append(op)
+
+    # -- the wire ---------------------------------------------------------------
+
+    def flush(self, now_ms: int) -> list[tuple[str, messages.Batch]]:
+        """One Batch per node with queued ops (more if a node's queue exceeds the bounds)."""
+        if not self._outbox:
+            return []
+        epoch = self.config.epoch if self.config is not None else 0
+        frames = []
+        outbox, self._outbox = self._outbox, {}
+        for node, queue in outbox.items():
+            start = 0
+            while start < len(queue):
+                chunk = queue[start:start + BATCH_OPS_MAX]
+                start += len(chunk)
+                ops_codes = bytearray()
+                partitions, keys, records = [], [], []
+                deadline_ms = None
+                for op in chunk:
+                    if op.kind == KIND_READ:
+                        ops_codes.append(OP_READ)
+                        records.append(None)
+                    else:
+                        ops_codes.append(OP_WRITE)
+                        records.append(op.record)
+                    partitions.append(op.partition)
+                    keys.append(op.key)
+                    if op.state == _QUEUED:
+                        op.state = _INFLIGHT
+                    if deadline_ms is None or op.deadline_ms < deadline_ms:
+                        deadline_ms = op.deadline_ms
+                request_id = next(self._request_ids)
+                self._inflight[request_id] = (node, chunk, [op.attempt for op in chunk])
+                heapq.heappush(self._inflight_order, (deadline_ms, request_id))
+                frames.append((node, messages.Batch(request_id, epoch, bytes(ops_codes), partitions, keys, records)))
+        return frames
+
+    def on_send_failed(self, request_id: int, now_ms: int) -> None:
+        """The shell could not hand a batch to the network (peer unreachable, queue full)."""
+        entry = self._inflight.pop(request_id, None)
+        if entry is None:
+            return
+        node, ops, attempts = entry
+        for op, attempt in zip(ops, attempts):
+            if op.attempt == attempt and op.state == _INFLIGHT:
+                op.failed.append(node)
+                self._check_impossible(op, now_ms)
+
+    def on_reply(self, reply: messages.BatchReply, now_ms: int) -> None:
+        entry = self._inflight.pop(reply.request_id, None)
+        if entry is None:
+            return  # late reply for a batch we gave up on
+        node, ops, attempts = entry
+        statuses = reply.statuses
+        if len(statuses) != len(ops):
+            for op, attempt in zip(ops, attempts):
+                if op.attempt == attempt and op.state == _INFLIGHT:
+                    op.failed.append(node)
+                    self._check_impossible(op, now_ms)
+            return
+        records = reply.records
+        read_index = 0
+        stale = False
+        for index, op in enumerate(ops):
+            status = statuses[index]
+            record = None
+            if op.kind == KIND_READ:
+                record = records[read_index] if read_index < len(records) else None
+                read_index += 1
+            if op.kind == KIND_REPAIR:
+                continue
+            current = op.attempt == attempts[index]
+            if op.state == _DONE:
+                if op.kind == KIND_READ and status == STATUS_OK and op.ok:
+                    self._repair_if_older(node, op, record)
+                continue
+            if not current or op.state != _INFLIGHT:
+                continue
+            if status == STATUS_OK:
+                if op.kind == KIND_WRITE:
+                    op.acked.append(node)
+                    if self._write_satisfied(op):
+                        self._succeed(op)
+                else:
+                    if record is not None:
+                        if type(record) is not bytes or len(record) <= VERSION_BYTES:
+                            op.failed.append(node)
+                            self._check_impossible(op, now_ms)
+                            continue
+                        self.clock.observe(record)
+                        if op.newest is None or record[:VERSION_BYTES] > op.newest[:VERSION_BYTES]:
+                            op.newest = record
+                    op.replies[node] = record
+                    if len(op.replies) >= op.needs[0][1]:
+                        self._succeed(op)
+                        for other, other_record in op.replies.items():
+                            self._repair_if_older(other, op, other_record)
+            elif status == STATUS_STALE or status == STATUS_NOT_OWNER:
+                stale = True
+                self.counters["stale"] += 1
+                op.state = _PARKED
+                self._parked.append(op)
+            elif status == STATUS_INVALID:
+                self._fail(op, ERROR_INVALID, f"replica {node} refused the operation as invalid")
+            else:
+                op.failed.append(node)
+                if status == STATUS_BUSY or status == STATUS_BEHIND:
+                    op.backoff_ms = max(op.backoff_ms, RETRY_BACKOFF_MS_MIN * 2)
+                self._check_impossible(op, now_ms)
+        if stale:
+            self.config_wanted = True
+            if reply.epoch > (self.config.epoch if self.config else 0):
+                self.config_wanted_from = node
+
+    def _write_satisfied(self, op: Op) -> bool:
+        acked = op.acked
+        for members, need in op.needs:
+            count = 0
+            for member in members:
+                if member in acked:
+                    count += 1
+            if count < need:
+                return False
+        return True
+
+    def _check_impossible(self, op: Op, now_ms: int) -> None:
+        """Retry the op (or fail it) once this attempt cannot reach quorum any more."""
+        failed = op.failed
+        if op.kind == KIND_READ:
+            members, need = op.needs[0]
+            possible = sum(1 for m in members if m not in failed)
+            if possible >= need:
+                return
+        else:
+            for members, need in op.needs:
+                if sum(1 for m in members if m not in failed) < need:
+                    break
+            else:
+                return
+        if now_ms + op.backoff_ms >= op.deadline_ms:
+            self._fail_quorum(op)
+            return
+        op.state = _WAITING
+        self.counters["retries"] += 1
+        heapq.heappush(self._waiting, (now_ms + op.backoff_ms, next(self._sequence), op))
+        op.backoff_ms = min(op.backoff_ms * 2, RETRY_BACKOFF_MS_MAX)
+
+    def _repair_if_older(self, node: str, op: Op, record: bytes | None) -> None:
+        newest = op.newest
+        if newest is None:
+            return
+        if record is None or record[:VERSION_BYTES] < newest[:VERSION_BYTES]:
+            repair = Op(None, KIND_REPAIR, op.key, op.partition, newest, 1, op.deadline_ms)
+            repair.state = _DONE
+            repair.ok = True
+            self.counters["repairs"] += 1
+            queue = self._outbox.get(node)
+            if queue is None:
+                self._outbox[node] = [repair]
+            else:
+                queue.append(repair)
+
+    # -- completion ---------------------------------------------------------------
+
+    def _succeed(self, op: Op) -> None:
+        op.state = _DONE
+        op.ok = True
+        op.answered = len(op.acked) if op.kind == KIND_WRITE else len(op.replies)
+        self.pending_ops -= 1
+        self.counters["ok"] += 1
+        self.completed.append(op)
+
+    def _fail(self, op: Op, error: str, detail: str) -> None:
+        if op.state == _DONE:
+            return
+        op.state = _DONE
+        op.ok = False
+        op.error = error
+        op.detail = detail
+        self.pending_ops -= 1
+        self.counters["failed"] += 1
+        self.completed.append(op)
+
+    def _fail_quorum(self, op: Op) -> None:
+        answered = len(op.acked) if op.kind == KIND_WRITE else len(op.replies)
+        op.answered = answered
+        need = max(need for _, need in op.needs) if op.needs else op.quorum
+        if op.attempt == 0 or not op.needs:
+            self._fail(op, ERROR_TIMEOUT, "no node of the cluster answered before the deadline")
+            return
+        self._fail(op, ERROR_QUORUM, f"{answered} of {need} replicas answered")
+
+    def take_completed(self) -> list[Op]:
+        done, self.completed = self.completed, []
+        return done
+
+    # -- time ---------------------------------------------------------------
+
+    def on_tick(self, now_ms: int) -> None:
+        waiting = self._waiting
+        while waiting and waiting[0][0] <= now_ms:
+            _, _, op = heapq.heappop(waiting)
+            if op.state == _WAITING:
+                self._route(op)
+        if self._parked:
+            still_parked = []
+            for op in self._parked:
+                if op.state != _PARKED:
+                    continue
+                if op.deadline_ms <= now_ms:
+                    self._fail_quorum(op)
+                else:
+                    still_parked.append(op)
+            self._parked = still_parked
+        order = self._inflight_order
+        while order and order[0][0] <= now_ms:
+            _, request_id = heapq.heappop(order)
+            entry = self._inflight.get(request_id)
+            if entry is None:
+                continue
+            next_deadline_ms = None
+            for op in entry[1]:
+                if op.state == _DONE:
+                    continue
+                if op.deadline_ms <= now_ms:
+                    self._fail_quorum(op)
+                elif next_deadline_ms is None or op.deadline_ms < next_deadline_ms:
+                    next_deadline_ms = op.deadline_ms
+            if next_deadline_ms is None:
+                del self._inflight[request_id]
+            else:
+                heapq.heappush(order, (next_deadline_ms, request_id))
+
+    def next_deadline_ms(self) -> int | None:
+        candidates = []
+        if self._waiting:
+            candidates.append(self._waiting[0][0])
+        if self._inflight_order:
+            candidates.append(self._inflight_order[0][0])
+        if self._parked:
+            candidates.append(min(op.deadline_ms for op in self._parked))
+        return min(candidates) if candidates else None
+
+    @property
+    def has_outbox(self) -> bool:
+        return bool(self._outbox)
+
+    def inflight_requests(self) -> int:
+        return len(self._inflight)
