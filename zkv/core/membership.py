@@ -205,6 +205,11 @@ class MemberTable:
             return False
         return now_ms - self.progress_ms.get(node_id, -self.dead_after_ms) < self.dead_after_ms
 
+    def _recently_heard(self) -> set[str]:
+        """Members whose heartbeat advanced within dead_after (a leaving node still working)."""
+        now_ms = self.last_tick_ms
+        return {node_id for node_id, at_ms in self.progress_ms.items() if now_ms - at_ms < self.dead_after_ms}
+
     def ring_candidates(self, now_ms: int) -> list[str]:
         """Members that should own partitions: up and not leaving.
 
@@ -219,7 +224,8 @@ class MemberTable:
     def gossip_targets(self, rng, fanout: int = GOSSIP_FANOUT) -> list[str]:
         """A few random peers; one slot sometimes goes to a dead member so healed partitions reconnect."""
         up = [node_id for node_id, member in self.members.items()
-              if node_id != self.self_id and member.state in (ALIVE, SUSPECT)]
+              if node_id != self.self_id and (member.state in (ALIVE, SUSPECT)
+                                              or (member.state == LEFT and node_id in self._recently_heard()))]
         down = [node_id for node_id, member in self.members.items()
                 if node_id != self.self_id and member.state == DEAD]
         chosen = rng.sample(up, min(fanout, len(up)))

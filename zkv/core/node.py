@@ -610,6 +610,10 @@ class NodeCore:
         if self.handed_off():
             self.log("left the cluster: every partition is complete on its new owners")
             self._effects.exit_code = 0
+        elif all(m.state == LEFT for n, m in self.table.members.items() if n != self.node_id):
+            # The whole cluster is shutting down: nobody can take partitions, so waiting is pointless.
+            self.log("left: every other member is leaving too (the data stays on this node's disk)")
+            self._effects.exit_code = 0
         elif now_ms >= self.leave_deadline_ms:
             held = sum(1 for plan in self.config.plans if self.node_id in plan.write_targets)
             self.log(f"leave timed out with {held} partitions not handed off")

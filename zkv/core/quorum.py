@@ -28,6 +28,7 @@ answers. Writes keep their version across attempts, so a retry is idempotent.
 
 from __future__ import annotations
 
+import collections
 import heapq
 import itertools
 
@@ -43,6 +44,7 @@ BATCH_OPS_MAX = 4096
 BATCH_BYTES_MAX = 8 << 20
 RETRY_BACKOFF_MS_MIN = 10
 RETRY_BACKOFF_MS_MAX = 200
+ATTEMPT_TIMEOUT_MS = 500  # a replica silent this long counts as failed for the attempt
 KEY_BYTES_MAX = 1024
 VALUE_BYTES_MAX = 4 << 20
 
@@ -59,11 +61,16 @@ _QUEUED, _INFLIGHT, _PARKED, _WAITING, _DONE = range(5)
 
 
 class Op:
-    """One quorum operation (or a fire-and-forget repair)."""
+    """One quorum operation (or a fire-and-forget repair).
+
+    ``acked`` / ``replies`` accumulate over every attempt routed at the same epoch
+    (a retry only resends to replicas that have not answered); ``failed`` holds the
+    replicas that refused or went silent in the current attempt.
+    """
 
     __slots__ = ("token", "kind", "key", "partition", "record", "quorum", "deadline_ms", "state",
-                 "attempt", "targets", "needs", "acked", "failed", "replies", "newest", "answered",
-                 "ok", "error", "detail", "backoff_ms")
+                 "attempt", "route_epoch", "targets", "needs", "acked", "failed", "replies", "newest",
+                 "answered", "ok", "error", "detail", "backoff_ms")
 
     def __init__(self, token, kind: int, key: bytes, partition: int, record: bytes | None,
                  quorum: int, deadline_ms: int) -> None:
@@ -76,6 +83,7 @@ class Op:
         self.deadline_ms = deadline_ms
         self.state = _QUEUED
         self.attempt = 0
+        self.route_epoch = -1
         self.targets: tuple[str, ...] = ()
         self.needs: tuple[tuple[tuple[str, ...], int], ...] = ()
         self.acked: list[str] = []
@@ -98,6 +106,12 @@ class Op:
         if self.kind == KIND_READ:
             return self.newest[:VERSION_BYTES] if self.newest is not None else None
         return self.record[:VERSION_BYTES] if self.record is not None else None
+
+    def heard_from(self) -> int:
+        return len(self.acked) if self.kind == KIND_WRITE else len(self.replies)
+
+    def answered_by(self, node: str) -> bool:
+        return node in self.acked if self.kind == KIND_WRITE else node in self.replies
 
 
 class InvalidInput(ValueError):
@@ -139,6 +153,7 @@ class Coordinator:
         self._inflight_order: list[tuple[int, int]] = []
         self._parked: list[Op] = []
         self._waiting: list[tuple[int, int, Op]] = []  # heap of (retry_at_ms, seq, op)
+        self._sent_order: collections.deque = collections.deque()  # (sent_ms, request id), oldest first
         self._sequence = itertools.count()
         self._request_ids = itertools.count(1)
         self.completed: list[Op] = []
@@ -194,26 +209,32 @@ class Coordinator:
         return op
 
     def _route(self, op: Op) -> None:
+        """Start an attempt: send the op to every target that has not answered at this epoch."""
         config = self.config
         if op.partition < 0:
             op.partition = partition_of(op.key, config.partitions)
-        read_set, write_targets, write_sets = self._routes[op.partition]
+        if op.route_epoch != config.epoch:
+            op.answered = max(op.answered, op.heard_from())
+            op.route_epoch = config.epoch
+            op.acked = []
+            op.replies = {}
+            read_set, write_targets, write_sets = self._routes[op.partition]
+            if op.kind == KIND_READ:
+                op.targets = read_set
+                op.needs = ((read_set, needed(op.quorum, len(read_set))),)
+            else:
+                op.targets = write_targets
+                op.needs = tuple((members, needed(op.quorum, len(members))) for members in write_sets)
         op.attempt += 1
-        op.acked = []
         op.failed = []
-        op.replies = {}
-        if op.kind == KIND_READ:
-            op.targets = read_set
-            op.needs = ((read_set, needed(op.quorum, len(read_set))),)
-        else:
-            op.targets = write_targets
-            op.needs = tuple((members, needed(op.quorum, len(members))) for members in write_sets)
         if not op.targets:
             self._fail(op, ERROR_QUORUM, "no replicas for this partition")
             return
         op.state = _QUEUED
         outbox = self._outbox
         for node in op.targets:
+            if op.attempt > 1 and op.answered_by(node):
+                continue
             queue = outbox.get(node)
             if queue is None:
                 outbox[node] = [op]
@@ -251,19 +272,23 @@ class Coordinator:
                     if deadline_ms is None or op.deadline_ms < deadline_ms:
                         deadline_ms = op.deadline_ms
                 request_id = next(self._request_ids)
-                self._inflight[request_id] = (node, chunk, [op.attempt for op in chunk])
+                self._inflight[request_id] = (node, chunk, [(op.route_epoch, op.attempt) for op in chunk])
                 heapq.heappush(self._inflight_order, (deadline_ms, request_id))
+                self._sent_order.append((now_ms, request_id))
                 frames.append((node, messages.Batch(request_id, epoch, bytes(ops_codes), partitions, keys, records)))
         return frames
 
     def on_send_failed(self, request_id: int, now_ms: int) -> None:
         """The shell could not hand a batch to the network (peer unreachable, queue full)."""
         entry = self._inflight.pop(request_id, None)
-        if entry is None:
-            return
-        node, ops, attempts = entry
-        for op, attempt in zip(ops, attempts):
-            if op.attempt == attempt and op.state == _INFLIGHT:
+        if entry is not None:
+            self._attempt_failed(entry, now_ms)
+
+    def _attempt_failed(self, entry, now_ms: int) -> None:
+        node, ops, sent = entry
+        for op, (epoch, attempt) in zip(ops, sent):
+            if op.attempt == attempt and op.route_epoch == epoch and op.state == _INFLIGHT \
+                    and not op.answered_by(node) and node not in op.failed:
                 op.failed.append(node)
                 self._check_impossible(op, now_ms)
 
@@ -271,13 +296,10 @@ class Coordinator:
         entry = self._inflight.pop(reply.request_id, None)
         if entry is None:
             return  # late reply for a batch we gave up on
-        node, ops, attempts = entry
+        node, ops, sent = entry
         statuses = reply.statuses
         if len(statuses) != len(ops):
-            for op, attempt in zip(ops, attempts):
-                if op.attempt == attempt and op.state == _INFLIGHT:
-                    op.failed.append(node)
-                    self._check_impossible(op, now_ms)
+            self._attempt_failed(entry, now_ms)
             return
         records = reply.records
         read_index = 0
@@ -288,34 +310,35 @@ class Coordinator:
             if op.kind == KIND_READ:
                 record = records[read_index] if read_index < len(records) else None
                 read_index += 1
-            if op.kind == KIND_REPAIR:
+            elif op.kind == KIND_REPAIR:
                 continue
-            current = op.attempt == attempts[index]
-            if op.state == _DONE:
+            state = op.state
+            if state == _DONE:
                 if op.kind == KIND_READ and status == STATUS_OK and op.ok:
                     self._repair_if_older(node, op, record)
                 continue
-            if not current or op.state != _INFLIGHT:
+            epoch, attempt = sent[index]
+            if state == _PARKED or epoch != op.route_epoch:
                 continue
             if status == STATUS_OK:
                 if op.kind == KIND_WRITE:
-                    op.acked.append(node)
-                    if self._write_satisfied(op):
-                        self._succeed(op)
-                else:
-                    if record is not None:
-                        if type(record) is not bytes or len(record) <= VERSION_BYTES:
-                            op.failed.append(node)
-                            self._check_impossible(op, now_ms)
-                            continue
-                        self.clock.observe(record)
-                        if op.newest is None or record[:VERSION_BYTES] > op.newest[:VERSION_BYTES]:
-                            op.newest = record
-                    op.replies[node] = record
-                    if len(op.replies) >= op.needs[0][1]:
-                        self._succeed(op)
-                        for other, other_record in op.replies.items():
-                            self._repair_if_older(other, op, other_record)
+                    if node not in op.acked:
+                        op.acked.append(node)
+                        if self._write_satisfied(op):
+                            self._succeed(op)
+                    continue
+                if record is not None:
+                    if type(record) is not bytes or len(record) <= VERSION_BYTES:
+                        self._refused(op, node, attempt, now_ms)
+                        continue
+                    self.clock.observe(record)
+                    if op.newest is None or record[:VERSION_BYTES] > op.newest[:VERSION_BYTES]:
+                        op.newest = record
+                op.replies[node] = record
+                if len(op.replies) >= op.needs[0][1]:
+                    self._succeed(op)
+                    for other, other_record in op.replies.items():
+                        self._repair_if_older(other, op, other_record)
             elif status == STATUS_STALE or status == STATUS_NOT_OWNER:
                 stale = True
                 self.counters["stale"] += 1
@@ -324,14 +347,18 @@ class Coordinator:
             elif status == STATUS_INVALID:
                 self._fail(op, ERROR_INVALID, f"replica {node} refused the operation as invalid")
             else:
-                op.failed.append(node)
                 if status == STATUS_BUSY or status == STATUS_BEHIND:
                     op.backoff_ms = max(op.backoff_ms, RETRY_BACKOFF_MS_MIN * 2)
-                self._check_impossible(op, now_ms)
+                self._refused(op, node, attempt, now_ms)
         if stale:
             self.config_wanted = True
             if reply.epoch > (self.config.epoch if self.config else 0):
                 self.config_wanted_from = node
+
+    def _refused(self, op: Op, node: str, attempt: int, now_ms: int) -> None:
+        if attempt == op.attempt and op.state == _INFLIGHT and node not in op.failed:
+            op.failed.append(node)
+            self._check_impossible(op, now_ms)
 
     def _write_satisfied(self, op: Op) -> bool:
         acked = op.acked
@@ -347,17 +374,15 @@ class Coordinator:
     def _check_impossible(self, op: Op, now_ms: int) -> None:
         """Retry the op (or fail it) once this attempt cannot reach quorum any more."""
         failed = op.failed
-        if op.kind == KIND_READ:
-            members, need = op.needs[0]
-            possible = sum(1 for m in members if m not in failed)
-            if possible >= need:
-                return
+        for members, need in op.needs:
+            possible = 0
+            for member in members:
+                if op.answered_by(member) or member not in failed:
+                    possible += 1
+            if possible < need:
+                break
         else:
-            for members, need in op.needs:
-                if sum(1 for m in members if m not in failed) < need:
-                    break
-            else:
-                return
+            return
         if now_ms + op.backoff_ms >= op.deadline_ms:
             self._fail_quorum(op)
             return
@@ -386,7 +411,7 @@ class Coordinator:
     def _succeed(self, op: Op) -> None:
         op.state = _DONE
         op.ok = True
-        op.answered = len(op.acked) if op.kind == KIND_WRITE else len(op.replies)
+        op.answered = op.heard_from()
         self.pending_ops -= 1
         self.counters["ok"] += 1
         self.completed.append(op)
@@ -403,7 +428,7 @@ class Coordinator:
         self.completed.append(op)
 
     def _fail_quorum(self, op: Op) -> None:
-        answered = len(op.acked) if op.kind == KIND_WRITE else len(op.replies)
+        answered = max(op.answered, op.heard_from())  # the most replicas any epoch's attempts heard from
         op.answered = answered
         need = max(need for _, need in op.needs) if op.needs else op.quorum
         if op.attempt == 0 or not op.needs:
@@ -418,6 +443,12 @@ class Coordinator:
     # -- time ---------------------------------------------------------------
 
     def on_tick(self, now_ms: int) -> None:
+        sent = self._sent_order
+        while sent and sent[0][0] + ATTEMPT_TIMEOUT_MS <= now_ms:
+            _, request_id = sent.popleft()
+            entry = self._inflight.get(request_id)
+            if entry is not None:
+                self._attempt_failed(entry, now_ms)  # silent for too long: try the others again
         waiting = self._waiting
         while waiting and waiting[0][0] <= now_ms:
             _, _, op = heapq.heappop(waiting)
@@ -460,6 +491,8 @@ class Coordinator:
             candidates.append(self._inflight_order[0][0])
         if self._parked:
             candidates.append(min(op.deadline_ms for op in self._parked))
+        if self._sent_order:
+            candidates.append(self._sent_order[0][0] + ATTEMPT_TIMEOUT_MS)
         return min(candidates) if candidates else None
 
     @property
