@@ -80,13 +80,14 @@ def decode(frame: bytes) -> object:
         raise WireError(f"frame of {len(frame)} bytes exceeds {FRAME_BYTES_MAX}")
     try:
         values = msgpack.unpackb(frame, raw=False, use_list=True, strict_map_key=False)
-    except (ValueError, msgpack.UnpackException) as error:
+    except (ValueError, TypeError, RecursionError, msgpack.UnpackException) as error:
+        # TypeError: a map keyed by an unhashable value; RecursionError: absurd nesting
         raise WireError(f"not msgpack: {error}") from None
     if not isinstance(values, list) or len(values) < 2:
         raise WireError("frame is not a [version, type, ...] array")
     version, type_code = values[0], values[1]
     request_id = values[2] if len(values) > 2 and type(values[2]) is int else None
-    if version != PROTOCOL_VERSION:
+    if type(version) is not int or version != PROTOCOL_VERSION:
         raise WireError(f"protocol version {version!r} is not supported (this node speaks {PROTOCOL_VERSION})", request_id)
     spec = _SPECS.get(type_code) if type(type_code) is int else None
     if spec is None:

@@ -6,6 +6,7 @@
 3. A deleted key does not come back: (2) covers reads; (1) the final state
    (a tombstone or its purge must not give way to an older value).
 4. Replicas converge (the simulation's ``converged`` check; reported here).
+5. No operation hangs: each one completes (either way) by its deadline.
 
 Reads must also return exactly what some write wrote under that version.
 """
@@ -31,8 +32,16 @@ class Verdict:
         return not self.violations
 
 
-def check_history(history) -> Verdict:
+def check_history(history, now_ms: int | None = None, timeout_ms: int | None = None) -> Verdict:
     verdict = Verdict()
+    if now_ms is not None and timeout_ms is not None:
+        for entry in history:
+            if entry.end_ms is None and entry.start_ms + timeout_ms + 1000 < now_ms:
+                verdict.violations.append(
+                    f"{entry.kind} of {entry.key!r} started at {entry.start_ms} never completed")
+            elif entry.end_ms is not None and entry.end_ms > entry.start_ms + timeout_ms + 50:
+                verdict.violations.append(
+                    f"{entry.kind} of {entry.key!r} took {entry.end_ms - entry.start_ms}ms, past its deadline")
     writes_by_key: dict[bytes, list] = defaultdict(list)
     by_version: dict[tuple[bytes, bytes], object] = {}
     for entry in history:

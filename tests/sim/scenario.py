@@ -174,22 +174,24 @@ class Workload:
             key = self.rng.choice(self.keys)
             roll = self.rng.random()
             self.counter += 1
+            quorum = 3 if self.rng.random() < 0.1 else 0  # sometimes the reference's SetWithQuorum
             if roll < 0.5:
-                entry = sim.op(client_id, "set", key, f"{client_id}-{self.counter}")
+                entry = sim.op(client_id, "set", key, f"{client_id}-{self.counter}", quorum)
             elif roll < 0.85:
-                entry = sim.op(client_id, "get", key)
+                entry = sim.op(client_id, "get", key, quorum=quorum)
             else:
-                entry = sim.op(client_id, "delete", key)
+                entry = sim.op(client_id, "delete", key, quorum=quorum)
             pending.append(entry)
 
 
-def run_scenario(seed: int, settings: ScenarioSettings | None = None) -> ScenarioResult:
+def run_scenario(seed: int, settings: ScenarioSettings | None = None, trace: bool = False) -> ScenarioResult:
     settings = settings or ScenarioSettings()
     shape = random.Random(seed ^ 0x5EED)  # the run's shape comes from the seed too
     durable = settings.durable if settings.durable is not None else shape.random() < 0.5
     loss = shape.uniform(0, settings.loss_max)
     sim = Simulation(seed, nodes=settings.nodes, partitions=settings.partitions, durable=durable,
                      network=NetworkModel(loss=loss), buggify_release_early=settings.buggify_release_early)
+    sim.trace_logs = trace
     sim.run_until(sim.now_ms + 20_000, stop=sim.converged)
     workload = Workload(sim, settings)
     faults = FaultInjector(sim, settings)
@@ -213,7 +215,20 @@ def run_scenario(seed: int, settings: ScenarioSettings | None = None) -> Scenari
     sim.run_until(sim.now_ms + sim.request_timeout_ms + 500)
     sim.run_until(sim.now_ms + settings.liveness_ms_max, stop=sim.converged)
     converged = sim.converged()
-    verdict = check_history(sim.history)
+    final_reads = []
+    if converged:
+        # Liveness for clients too: after healing, every client (with whatever stale map it
+        # holds) must read every key successfully.
+        for client_id in sim.clients:
+            for key in workload.keys:
+                final_reads.append(sim.op(client_id, "get", key))
+        sim.run_until(sim.now_ms + sim.request_timeout_ms + 500,
+                      stop=lambda: all(entry.ok is not None for entry in final_reads))
+    verdict = check_history(sim.history, sim.now_ms, sim.request_timeout_ms)
+    failed_final = [entry for entry in final_reads if not entry.ok]
+    if failed_final:
+        verdict.violations.append(f"{len(failed_final)} reads failed after the cluster healed and converged, "
+                                  f"first: {failed_final[0].kind} {failed_final[0].key!r} {failed_final[0].error}")
     if converged:
         check_final_state(sim, sim.history, verdict)
     return ScenarioResult(seed, verdict, converged, faults.log, len(sim.history), sim)

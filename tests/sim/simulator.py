@@ -98,7 +98,7 @@ class SimClient:
         coordinator.on_tick(sim.now_ms)
         if coordinator.config_wanted and sim.now_ms >= self.next_config_ms:
             self.next_config_ms = sim.now_ms + 100
-            target = coordinator.config_wanted_from or sim.random_live_node()
+            target = coordinator.take_config_hint() or sim.random_live_node()
             if target is not None:
                 sim.network_send(self.client_id, target, ("request", self.client_id),
                                  wire.encode(_config_request()))

@@ -464,7 +464,7 @@ class _IoThread(threading.Thread):
         if not (coordinator.config_wanted or periodic) or now < self.next_config_ms:
             return
         self.next_config_ms = now + CONFIG_RETRY_MS
-        hint = coordinator.config_wanted_from
+        hint = coordinator.take_config_hint()
         if hint is not None and hint in self.node_address:
             address = self.node_address[hint]
         else:

@@ -122,9 +122,31 @@ class PartitionPlan:
 
     @classmethod
     def from_wire(cls, raw: list) -> PartitionPlan:
+        """Raises ValueError (or TypeError, turned into ValueError by Config.from_wire) when malformed."""
         old, new, phase, complete, joined, changed_at = raw
-        return cls(tuple(old), tuple(new), phase, tuple(complete),
-                   tuple((node, epoch) for node, epoch in joined), changed_at)
+        plan = cls(_node_ids(old), _node_ids(new), phase, _node_ids(complete),
+                   tuple((_node_id(node), _epoch(epoch)) for node, epoch in joined), _epoch(changed_at))
+        if type(phase) is not int or phase not in PHASE_NAMES:
+            raise ValueError(f"phase {phase!r} is not one of {sorted(PHASE_NAMES)}")
+        return plan
+
+
+def _node_id(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"node id {value!r} is not a non-empty string")
+    return value
+
+
+def _node_ids(values: object) -> tuple[str, ...]:
+    if not isinstance(values, (list, tuple)):
+        raise ValueError(f"{values!r} is not a list of node ids")
+    return tuple(_node_id(value) for value in values)
+
+
+def _epoch(value: object) -> int:
+    if type(value) is not int or value < 0:
+        raise ValueError(f"epoch {value!r} is not a non-negative integer")
+    return value
 
 
 def settled(owners: tuple[str, ...], epoch: int) -> PartitionPlan:
@@ -180,9 +202,15 @@ class Config:
         """Parse a config from the wire; raises ValueError when it is malformed."""
         try:
             epoch, partitions, replication, ring, generations, nodes, plans = raw  # type: ignore[misc]
-            config = cls(int(epoch), int(partitions), int(replication), tuple(str(n) for n in ring),
-                         tuple(int(g) for g in generations),
-                         tuple(NodeAddress(str(a), str(b), str(c)) for a, b, c in nodes),
+            for name, value in (("partitions", partitions), ("replication", replication)):
+                if type(value) is not int or value < 1:
+                    raise ValueError(f"{name} {value!r} is not a positive integer")
+            if any(type(g) is not int for g in generations):
+                raise ValueError("generations must be integers")
+            if any(not all(isinstance(part, str) for part in node) for node in nodes):
+                raise ValueError("node addresses must be strings")
+            config = cls(_epoch(epoch), partitions, replication, _node_ids(ring), tuple(generations),
+                         tuple(NodeAddress(_node_id(a), b, c) for a, b, c in nodes),
                          tuple(PartitionPlan.from_wire(plan) for plan in plans))
         except (TypeError, ValueError) as error:
             raise ValueError(f"malformed config: {error}") from None

@@ -151,7 +151,9 @@ class MemberTable:
                 if len(self.members) >= MEMBERS_MAX:
                     continue
                 self.members[incoming.node_id] = incoming
-                self.progress_ms[incoming.node_id] = now_ms
+                # A member first heard of gets a full grace period, unless the news is its death.
+                heard = incoming.state != DEAD
+                self.progress_ms[incoming.node_id] = now_ms if heard else now_ms - self.dead_after_ms
                 changes.append(MemberChange(incoming.node_id, None, incoming.state, incoming.incarnation))
             elif incoming.incarnation > current.incarnation:
                 before = current.state
@@ -207,8 +209,7 @@ class MemberTable:
 
     def _recently_heard(self) -> set[str]:
         """Members whose heartbeat advanced within dead_after (a leaving node still working)."""
-        now_ms = self.last_tick_ms
-        return {node_id for node_id, at_ms in self.progress_ms.items() if now_ms - at_ms < self.dead_after_ms}
+        return {node_id for node_id in self.progress_ms if self._heard_within_dead_after(node_id, self.last_tick_ms)}
 
     def ring_candidates(self, now_ms: int) -> list[str]:
         """Members that should own partitions: up and not leaving.
@@ -219,7 +220,10 @@ class MemberTable:
         """
         return sorted(node_id for node_id, member in self.members.items()
                       if member.state in (ALIVE, SUSPECT)
-                      or (member.state == DEAD and self.is_responsive(node_id, now_ms)))
+                      or (member.state == DEAD and self._heard_within_dead_after(node_id, now_ms)))
+
+    def _heard_within_dead_after(self, node_id: str, now_ms: int) -> bool:
+        return now_ms - self.progress_ms.get(node_id, -self.dead_after_ms) < self.dead_after_ms
 
     def gossip_targets(self, rng, fanout: int = GOSSIP_FANOUT) -> list[str]:
         """A few random peers; one slot sometimes goes to a dead member so healed partitions reconnect."""

@@ -284,8 +284,11 @@ class NodeCore:
 
     def _on_batch_reply(self, node_id: str, message: messages.BatchReply, now_ms: int) -> None:
         self.coordinator.on_reply(message, now_ms)
+        self._refresh_for_coordinator()
+
+    def _refresh_for_coordinator(self) -> None:
         if self.coordinator.config_wanted:
-            self.want_config(self.coordinator.config_wanted_from)
+            self.want_config(self.coordinator.take_config_hint())
 
     # -- coordination for thin clients and HTTP --------------------------------------------------
 
@@ -335,8 +338,7 @@ class NodeCore:
                 else:
                     self.send(target, batch)
             self._complete_coordinated()
-        if self.coordinator.config_wanted:
-            self.want_config(self.coordinator.config_wanted_from)
+        self._refresh_for_coordinator()
 
     # -- membership -------------------------------------------------------------------------
 

@@ -45,6 +45,7 @@ BATCH_BYTES_MAX = 8 << 20
 RETRY_BACKOFF_MS_MIN = 10
 RETRY_BACKOFF_MS_MAX = 200
 ATTEMPT_TIMEOUT_MS = 500  # a replica silent this long counts as failed for the attempt
+QUORUM_MAX = 64
 KEY_BYTES_MAX = 1024
 VALUE_BYTES_MAX = 4 << 20
 
@@ -69,12 +70,13 @@ class Op:
     """
 
     __slots__ = ("token", "kind", "key", "partition", "record", "quorum", "deadline_ms", "state",
-                 "attempt", "route_epoch", "targets", "needs", "acked", "failed", "replies", "newest",
-                 "answered", "ok", "error", "detail", "backoff_ms")
+                 "strict", "attempt", "route_epoch", "targets", "needs", "acked", "failed", "replies",
+                 "newest", "answered", "ok", "error", "detail", "backoff_ms")
 
     def __init__(self, token, kind: int, key: bytes, partition: int, record: bytes | None,
-                 quorum: int, deadline_ms: int) -> None:
+                 quorum: int, deadline_ms: int, strict: bool = False) -> None:
         self.token = token
+        self.strict = strict  # an explicitly requested quorum is required as is, never capped
         self.kind = kind
         self.key = key
         self.partition = partition
@@ -119,6 +121,8 @@ class InvalidInput(ValueError):
 
 
 def check_key(key: bytes, key_bytes_max: int = KEY_BYTES_MAX) -> None:
+    if type(key) is not bytes:
+        raise InvalidInput(f"key must be bytes here, not {type(key).__name__}")
     if not key:
         raise InvalidInput("key must not be empty")
     if len(key) > key_bytes_max:
@@ -171,10 +175,17 @@ class Coordinator:
         self._routes = [(plan.read_set, plan.write_targets, plan.write_sets) for plan in config.plans]
         self.config_wanted = False
         self.config_wanted_from = None
+        # Ops queued but not yet sent were routed by the old map; a batch carries the new epoch,
+        # so they must be routed again or replicas would take them as routed by the new map.
+        queued: dict[int, Op] = {}
+        outbox, self._outbox = self._outbox, {}
+        for queue in outbox.values():
+            for op in queue:
+                if op.kind != KIND_REPAIR and op.state == _QUEUED:
+                    queued[id(op)] = op
         parked, self._parked = self._parked, []
-        for op in parked:
-            if op.state == _PARKED:
-                self._route(op)
+        for op in list(queued.values()) + [op for op in parked if op.state == _PARKED]:
+            self._route(op)
 
     # -- submitting -----------------------------------------------------------
 
@@ -188,16 +199,19 @@ class Coordinator:
         if value is not None:
             check_value(value, self.value_bytes_max)
         record = encode_value(self.clock.next_version(now_ms), value)
-        return self._submit(token, KIND_WRITE, key, record, quorum or self.write_quorum, deadline_ms)
+        return self._submit(token, KIND_WRITE, key, record, quorum, self.write_quorum, deadline_ms)
 
     def submit_read(self, key: bytes, quorum: int, deadline_ms: int, token=None) -> Op:
         check_key(key, self.key_bytes_max)
-        return self._submit(token, KIND_READ, key, None, quorum or self.read_quorum, deadline_ms)
+        return self._submit(token, KIND_READ, key, None, quorum, self.read_quorum, deadline_ms)
 
-    def _submit(self, token, kind: int, key: bytes, record: bytes | None, quorum: int, deadline_ms: int) -> Op:
-        if quorum < 1:
-            raise InvalidInput(f"quorum must be at least 1, not {quorum}")
-        op = Op(token, kind, key, -1, record, quorum, deadline_ms)
+    def _submit(self, token, kind: int, key: bytes, record: bytes | None, quorum: int, default: int,
+                deadline_ms: int) -> Op:
+        """``quorum`` 0 means the default, capped at a replica set smaller than the replication
+        factor; any other value was asked for explicitly and is required as is."""
+        if type(quorum) is not int or not 0 <= quorum <= QUORUM_MAX:
+            raise InvalidInput(f"quorum must be between 1 and {QUORUM_MAX}, not {quorum!r}")
+        op = Op(token, kind, key, -1, record, quorum or default, deadline_ms, strict=quorum > 0)
         self.counters["ops"] += 1
         self.pending_ops += 1
         if self.config is None:
@@ -221,10 +235,11 @@ class Coordinator:
             read_set, write_targets, write_sets = self._routes[op.partition]
             if op.kind == KIND_READ:
                 op.targets = read_set
-                op.needs = ((read_set, needed(op.quorum, len(read_set))),)
+                op.needs = ((read_set, op.quorum if op.strict else needed(op.quorum, len(read_set))),)
             else:
                 op.targets = write_targets
-                op.needs = tuple((members, needed(op.quorum, len(members))) for members in write_sets)
+                op.needs = tuple((members, op.quorum if op.strict else needed(op.quorum, len(members)))
+                                 for members in write_sets)
         op.attempt += 1
         op.failed = []
         if not op.targets:
@@ -232,14 +247,21 @@ class Coordinator:
             return
         op.state = _QUEUED
         outbox = self._outbox
+        sent = 0
         for node in op.targets:
             if op.attempt > 1 and op.answered_by(node):
                 continue
+            sent += 1
             queue = outbox.get(node)
             if queue is None:
                 outbox[node] = [op]
             else:
                 queue.append(op)
+        if sent == 0:
+            # Every replica at this epoch has answered and the quorum still is not met (say w=3
+            # with two replicas): only a new config can help, so wait for one until the deadline.
+            op.state = _PARKED
+            self._parked.append(op)
 
     # -- the wire ---------------------------------------------------------------
 
@@ -302,6 +324,9 @@ class Coordinator:
             self._attempt_failed(entry, now_ms)
             return
         records = reply.records
+        if len(records) != sum(1 for op in ops if op.kind == KIND_READ):
+            self._attempt_failed(entry, now_ms)  # a reply that does not answer every read is no answer
+            return
         read_index = 0
         stale = False
         for index, op in enumerate(ops):
@@ -311,6 +336,10 @@ class Coordinator:
                 record = records[read_index] if read_index < len(records) else None
                 read_index += 1
             elif op.kind == KIND_REPAIR:
+                continue
+            if record is not None and (type(record) is not bytes or len(record) <= VERSION_BYTES):
+                if op.state != _DONE:
+                    self._refused(op, node, sent[index][1], now_ms)
                 continue
             state = op.state
             if state == _DONE:
@@ -326,11 +355,10 @@ class Coordinator:
                         op.acked.append(node)
                         if self._write_satisfied(op):
                             self._succeed(op)
+                        elif op.state == _INFLIGHT:
+                            self._check_impossible(op, now_ms)  # e.g. w=3 with two replicas left
                     continue
                 if record is not None:
-                    if type(record) is not bytes or len(record) <= VERSION_BYTES:
-                        self._refused(op, node, attempt, now_ms)
-                        continue
                     self.clock.observe(record)
                     if op.newest is None or record[:VERSION_BYTES] > op.newest[:VERSION_BYTES]:
                         op.newest = record
@@ -339,11 +367,16 @@ class Coordinator:
                     self._succeed(op)
                     for other, other_record in op.replies.items():
                         self._repair_if_older(other, op, other_record)
+                elif op.state == _INFLIGHT:
+                    self._check_impossible(op, now_ms)
             elif status == STATUS_STALE or status == STATUS_NOT_OWNER:
-                stale = True
                 self.counters["stale"] += 1
-                op.state = _PARKED
-                self._parked.append(op)
+                if op.route_epoch < self.config.epoch:
+                    self._route(op)  # we already hold a newer map than the one this op went out with
+                else:
+                    stale = True
+                    op.state = _PARKED
+                    self._parked.append(op)
             elif status == STATUS_INVALID:
                 self._fail(op, ERROR_INVALID, f"replica {node} refused the operation as invalid")
             else:
@@ -436,6 +469,11 @@ class Coordinator:
             return
         self._fail(op, ERROR_QUORUM, f"{answered} of {need} replicas answered")
 
+    def take_config_hint(self) -> str | None:
+        """The node said to hold a newer config, handed out once (it may be gone by the retry)."""
+        hint, self.config_wanted_from = self.config_wanted_from, None
+        return hint
+
     def take_completed(self) -> list[Op]:
         done, self.completed = self.completed, []
         return done
@@ -455,15 +493,17 @@ class Coordinator:
             if op.state == _WAITING:
                 self._route(op)
         if self._parked:
-            still_parked = []
-            for op in self._parked:
+            parked, self._parked = self._parked, []
+            epoch = self.config.epoch if self.config is not None else -1
+            for op in parked:
                 if op.state != _PARKED:
                     continue
                 if op.deadline_ms <= now_ms:
                     self._fail_quorum(op)
+                elif 0 <= op.route_epoch < epoch:
+                    self._route(op)
                 else:
-                    still_parked.append(op)
-            self._parked = still_parked
+                    self._parked.append(op)
         order = self._inflight_order
         while order and order[0][0] <= now_ms:
             _, request_id = heapq.heappop(order)

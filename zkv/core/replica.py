@@ -22,10 +22,18 @@ from zkv.core.messages import (
     OP_READ, OP_WRITE, STATUS_BEHIND, STATUS_INVALID, STATUS_NOT_OWNER, STATUS_NOT_READY, STATUS_OK, STATUS_STALE,
 )
 from zkv.core.placement import partition_of
-from zkv.core.versions import KIND_TOMBSTONE, RECORD_BYTES_MIN, VERSION_BYTES
+from zkv.core.versions import KIND_STR, KIND_TOMBSTONE, RECORD_BYTES_MIN, VERSION_BYTES
 
 NOT_COMPLETE = -1
 BATCH_OPS_MAX = 8192
+
+
+def _is_utf8(record: bytes) -> bool:
+    try:
+        record[VERSION_BYTES + 1:].decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class LocalState:
@@ -89,7 +97,8 @@ def serve_batch(state: LocalState, storage, epoch: int, ops: bytes, partitions: 
             record = records[index]
             if (type(record) is not bytes or not RECORD_BYTES_MIN <= len(record) <= record_bytes_max
                     or record[VERSION_BYTES] > 2
-                    or (record[VERSION_BYTES] == KIND_TOMBSTONE and len(record) != RECORD_BYTES_MIN)):
+                    or (record[VERSION_BYTES] == KIND_TOMBSTONE and len(record) != RECORD_BYTES_MIN)
+                    or (record[VERSION_BYTES] == KIND_STR and not _is_utf8(record))):
                 statuses[index] = STATUS_INVALID
                 continue
             write_partitions.append(p)

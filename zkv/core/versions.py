@@ -78,7 +78,9 @@ def decode_value(record: bytes) -> bytes | str | None:
     """The value a record carries, as the type that was written; None for a tombstone."""
     kind = record[VERSION_BYTES]
     if kind == KIND_STR:
-        return record[VERSION_BYTES + 1:].decode("utf-8")
+        # Replicas refuse str records that are not UTF-8; "replace" only guards against a
+        # record that got past that, so that reading it cannot crash a node.
+        return record[VERSION_BYTES + 1:].decode("utf-8", "replace")
     if kind == KIND_BYTES:
         return record[VERSION_BYTES + 1:]
     return None
