@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.cluster import Cluster
+from zkv.localcluster import Cluster
 
 
 @pytest.fixture

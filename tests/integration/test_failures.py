@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import time
 
-from tests.integration.cluster import wait_until
+from zkv.localcluster import wait_until
 from tests.integration.workload import Writer, unreadable
 
 

@@ -53,7 +53,7 @@ def test_cli_cluster_stats_partitions(cluster3):
 
 
 def test_cli_unreachable_cluster_exits_3(tmp_path):
-    from tests.integration.cluster import free_port
+    from zkv.localcluster import free_port
     result = subprocess.run([sys.executable, "-m", "zkv", "client", "--nodes", f"127.0.0.1:{free_port()}",
                              "--timeout", "0.5", "get", "k"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 3 and "no zkv node answered" in result.stderr

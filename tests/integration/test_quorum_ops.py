@@ -75,6 +75,6 @@ def test_quorum_larger_than_alive_replicas_is_a_quorum_error(cluster3):
 
 
 def test_unreachable_cluster_is_a_timeout(tmp_path):
-    from tests.integration.cluster import free_port
+    from zkv.localcluster import free_port
     with pytest.raises(Timeout, match="no zkv node answered"):
         Client([f"127.0.0.1:{free_port()}"], connect_timeout=0.5)

@@ -33,10 +33,10 @@ import zmq
 
 from zkv import wire
 from zkv.core import messages
-from zkv.core.config import Config
+from zkv.core.config import Config, needed
 from zkv.core.placement import key_bytes
 from zkv.core.quorum import ERROR_INVALID, ERROR_QUORUM, Coordinator, InvalidInput, check_key, check_value
-from zkv.core.versions import decode_value
+from zkv.core.versions import decode_value, is_tombstone
 from zkv.errors import ClientClosed, InvalidRequest, QuorumError, Timeout, ZkvError
 
 TIMEOUT_S_DEFAULT = 5.0
@@ -69,6 +69,13 @@ def parse_nodes(nodes: Sequence[str] | str) -> list[str]:
     if not parsed:
         raise InvalidRequest("at least one node address is needed")
     return parsed
+
+
+def _key_out(key: bytes) -> str | bytes:
+    try:
+        return key.decode("utf-8")
+    except UnicodeDecodeError:
+        return key
 
 
 class PartialFailure(ZkvError):
@@ -247,10 +254,77 @@ class Client:
     def inspect(self, what: str, node: str | None = None, timeout: float | None = None) -> dict:
         """A node's view: "stats", "cluster", "partitions" or "metrics" (default node: the first seed)."""
         target = parse_nodes([node])[0] if node else self.seeds[0]
+        reply = self._request(target, lambda request_id: messages.Inspect(request_id, what), timeout)
+        return reply.data
+
+    def _request(self, address: str, build, timeout: float | None):
+        """Send one message (built from a request id) to a node and wait for its reply."""
+        deadline_ms, _ = self._deadline(timeout)
         future: Future = Future()
-        _, seconds = self._deadline(timeout)
-        self._io.submit(("inspect", target, what, 0, _now_ms() + int(seconds * 1000), future))
+        self._io.submit(("request", address, build, 0, deadline_ms, future))
         return self._wait(future, timeout)
+
+    # -- reading everything ---------------------------------------------------------------------------------
+
+    def dump(self, *, r: int | None = None, timeout: float | None = None):
+        """Every live key and value of the cluster, partition by partition (key order within one).
+
+        Each partition is read in full from R of its replicas and merged by version, so the
+        export holds every write acknowledged before it started; writes racing with it may or
+        may not appear. Keys come back as str when they are UTF-8, else as bytes.
+        """
+        config = self.config
+        for partition in range(config.partitions):
+            yield from self.dump_partition(partition, r=r, timeout=timeout)
+
+    def dump_partition(self, partition: int, *, r: int | None = None, timeout: float | None = None):
+        for _ in range(5):  # a map that keeps changing under us is retried a few times
+            config = self.config
+            plan = config.plans[partition]
+            replicas = list(plan.read_set)
+            need = self._quorum(r, "r") or needed(self._io.coordinator.read_quorum, len(replicas))
+            merged: dict[bytes, bytes] = {}
+            answered, stale = 0, False
+            for node_id in replicas:
+                address = self._io.node_address.get(node_id)
+                outcome = self._scan_replica(address, config.epoch, partition, merged, timeout) if address else "down"
+                if outcome == "ok":
+                    answered += 1
+                    if answered >= need:
+                        break
+                stale = stale or outcome == "stale"
+            if answered >= need:
+                for key in sorted(merged):
+                    record = merged[key]
+                    if not is_tombstone(record):
+                        yield _key_out(key), decode_value(record)
+                return
+            if stale:
+                self._io.submit(("refresh", None, None, 0, 0, None))
+                self._io.config_changed.wait(1.0)
+                continue
+            raise QuorumError(f"partition {partition}: {answered} of {need} replicas could be read", answered, need)
+        raise QuorumError(f"partition {partition}: the partition map kept changing during the dump", 0, 0)
+
+    def _scan_replica(self, address: str, epoch: int, partition: int, merged: dict, timeout) -> str:
+        cursor = None
+        while True:
+            try:
+                reply = self._request(address, lambda request_id: messages.Scan(
+                    request_id, epoch, partition, cursor, 2000), timeout)
+            except ZkvError:
+                return "down"
+            if reply.status == messages.STATUS_STALE:
+                return "stale"
+            if reply.status != messages.STATUS_OK:
+                return "down"
+            for key, record in zip(reply.keys, reply.records):
+                current = merged.get(key)
+                if current is None or record[:16] > current[:16]:
+                    merged[key] = record
+            if reply.cursor is None:
+                return "ok"
+            cursor = reply.cursor
 
     def node_addresses(self) -> list[str]:
         config = self.config
@@ -291,7 +365,8 @@ class _IoThread(threading.Thread):
         self.socket_address: dict[zmq.Socket, str] = {}
         self.node_address: dict[str, str] = {}
         self.poller = zmq.Poller()
-        self.inspects: dict[int, tuple[Future, int]] = {}
+        self.requests: dict[int, tuple[Future, int]] = {}  # request id -> (future, deadline_ms)
+        self.config_changed = threading.Event()
         self.request_ids = itertools.count(1)
         self.seed_turn = itertools.count()
         self.next_config_ms = 0
@@ -406,17 +481,20 @@ class _IoThread(threading.Thread):
                 elif kind == "mread":
                     for index, one_key in enumerate(key):
                         coordinator.submit_read(one_key, quorum, deadline_ms, (waiter, index))
-                elif kind == "inspect":
-                    self._inspect(key, value, deadline_ms, waiter)
+                elif kind == "request":
+                    self._send_request(key, value, deadline_ms, waiter)
+                elif kind == "refresh":
+                    coordinator.config_wanted = True
+                    self.next_config_ms = 0
             except InvalidInput as error:
                 _fail(waiter, InvalidRequest(str(error)))
 
-    def _inspect(self, address: str, what: str, deadline_ms: int, future: Future) -> None:
+    def _send_request(self, address: str, build, deadline_ms: int, future: Future) -> None:
         request_id = next(self.request_ids)
-        if not self._send(address, wire.encode(messages.Inspect(request_id, what))):
+        if not self._send(address, wire.encode(build(request_id))):
             future.set_exception(Timeout(f"node {address} is not reachable"))
             return
-        self.inspects[request_id] = (future, deadline_ms)
+        self.requests[request_id] = (future, deadline_ms)
 
     def _receive(self, sock: zmq.Socket, address: str, now: int) -> None:
         coordinator = self.coordinator
@@ -434,13 +512,13 @@ class _IoThread(threading.Thread):
                 coordinator.on_reply(message, now)
             elif kind is messages.ConfigReply:
                 self._on_config(message)
-            elif kind in (messages.InspectReply, messages.Error):
-                entry = self.inspects.pop(message.request_id, None)
+            elif kind in (messages.InspectReply, messages.ScanReply, messages.Error):
+                entry = self.requests.pop(message.request_id, None)
                 if entry is not None:
-                    if kind is messages.InspectReply:
-                        entry[0].set_result(message.data)
-                    else:
+                    if kind is messages.Error:
                         entry[0].set_exception(InvalidRequest(f"{address}: {message.message}"))
+                    else:
+                        entry[0].set_result(message)
 
     def _on_config(self, message: messages.ConfigReply) -> None:
         if message.config is None:
@@ -457,6 +535,8 @@ class _IoThread(threading.Thread):
             self._socket(address)
         self.coordinator.set_config(config)
         self.config_ready.set()
+        self.config_changed.set()
+        self.config_changed.clear()
 
     def _want_config(self, now: int) -> None:
         coordinator = self.coordinator
@@ -488,17 +568,17 @@ class _IoThread(threading.Thread):
                 waiter.set_result(decode_value(op.newest) if op.newest is not None else None)
             else:
                 waiter.set_exception(_error_for(op))
-        if self.inspects:
-            for request_id, (future, deadline_ms) in list(self.inspects.items()):
+        if self.requests:
+            for request_id, (future, deadline_ms) in list(self.requests.items()):
                 if now >= deadline_ms:
-                    del self.inspects[request_id]
-                    future.set_exception(Timeout("the node did not answer the inspection in time"))
+                    del self.requests[request_id]
+                    future.set_exception(Timeout("the node did not answer in time"))
 
     def _shutdown(self) -> None:
         closed = ClientClosed("the client was closed")
         while self.commands:
             _fail(self.commands.popleft()[-1], closed)
-        for future, _ in self.inspects.values():
+        for future, _ in self.requests.values():
             future.set_exception(closed)
         for sock in self.sockets.values():
             sock.close(0)

@@ -10,7 +10,7 @@ Messages fall into four families:
 - replica operations: ``Batch`` / ``BatchReply`` (reads and put-if-newer writes
   for many keys in one frame), used by every coordinator;
 - coordination for thin clients and the HTTP API: ``Coordinate`` / ``CoordinateReply``,
-  ``Inspect`` / ``InspectReply``;
+  ``Inspect`` / ``InspectReply``; ``Scan`` / ``ScanReply`` pages through a partition;
 - cluster metadata: ``Gossip``, ``Join``, ``ConfigRequest`` / ``ConfigReply``,
   Paxos (``Prepare``, ``Promise``, ``Accept``, ``Accepted``, ``Commit``) and
   ``HandoffDone``;
@@ -125,6 +125,29 @@ class Error:
     request_id: int
     code: str
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """A page of one partition's records from one replica (for dump and key listing)."""
+
+    TYPE: ClassVar[int] = 8
+    request_id: int
+    epoch: int
+    partition: int
+    cursor: bytes | None
+    items_max: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScanReply:
+    TYPE: ClassVar[int] = 9
+    request_id: int
+    epoch: int
+    status: int
+    keys: list
+    records: list
+    cursor: bytes | None  # None once the partition is exhausted
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,7 +344,7 @@ class TombstonePurge:
 
 
 ALL_MESSAGES = (
-    Batch, BatchReply, Coordinate, CoordinateReply, Inspect, InspectReply, Error,
+    Batch, BatchReply, Coordinate, CoordinateReply, Inspect, InspectReply, Error, Scan, ScanReply,
     Gossip, Join, JoinReply, ConfigRequest, ConfigReply,
     Prepare, Promise, Accept, Accepted, Commit, HandoffDone,
     PullRequest, PullReply, AeDigest, AeKeys, AeRecords,

@@ -46,6 +46,8 @@ CONFIG_FETCH_INTERVAL_MS = 200
 LOOPBACK_ROUNDS_MAX = 64
 LEAVE_TIMEOUT_MS = 60_000
 REQUEST_TIMEOUT_MS = 5000
+SCAN_ITEMS_MAX = 5000
+SCAN_BYTES_MAX = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -281,6 +283,24 @@ class NodeCore:
         if message.epoch > epoch:
             self.want_config(None)
         return messages.BatchReply(message.request_id, epoch, bytes(statuses), records)
+
+    def _on_scan(self, route, message: messages.Scan, now_ms: int) -> None:
+        epoch = self._my_epoch()
+        partition = message.partition
+        status, pairs, cursor = messages.STATUS_OK, [], None
+        if not 0 <= partition < self.settings.partitions:
+            status = messages.STATUS_INVALID
+        elif message.epoch < self.local.changed_at[partition]:
+            status = messages.STATUS_STALE
+        elif message.epoch > epoch:
+            status = messages.STATUS_BEHIND
+        elif not self.local.readable[partition]:
+            status = messages.STATUS_NOT_READY
+        else:
+            items_max = max(1, min(message.items_max, SCAN_ITEMS_MAX))
+            pairs, cursor = self.storage.scan(partition, message.cursor, items_max, SCAN_BYTES_MAX)
+        self.reply(route, messages.ScanReply(message.request_id, epoch, status, [k for k, _ in pairs],
+                                             [r for _, r in pairs], cursor))
 
     def _on_batch_reply(self, node_id: str, message: messages.BatchReply, now_ms: int) -> None:
         self.coordinator.on_reply(message, now_ms)
@@ -750,6 +770,7 @@ class NodeCore:
         messages.Batch: _on_batch,
         messages.Coordinate: _on_coordinate,
         messages.Inspect: _on_inspect,
+        messages.Scan: _on_scan,
         messages.Gossip: _on_gossip,
         messages.Join: _on_join,
         messages.ConfigRequest: _on_config_request,

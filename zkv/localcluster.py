@@ -1,9 +1,9 @@
-"""Real zkv node processes on 127.0.0.1 for integration tests.
+"""Clusters of real ``zkv node`` processes on 127.0.0.1, for the demo, the bench and the tests.
 
-``Cluster`` starts ``zkv node`` processes on free loopback ports with their
-logs in the test's temporary folder, waits on conditions with deadlines (never
-fixed sleeps), and stops exactly the processes it started, by PID, in
-``stop()`` (call it from a ``finally`` or use the ``cluster`` fixtures).
+``Cluster`` starts node processes on free loopback ports with their logs in a
+folder of the caller's, waits on conditions with deadlines (never fixed
+sleeps), and stops exactly the processes it started, by PID, in ``stop()``
+(call it from a ``finally``, or use it as a context manager).
 """
 
 from __future__ import annotations
@@ -132,12 +132,17 @@ class Cluster:
         return node
 
     def start(self) -> Cluster:
-        first = self._new_node("node-1", [])
-        first.start()
-        self.wait_serving(first)
-        for index in range(2, self.size + 1):
-            self._new_node(f"node-{index}", [first.address]).start()
-        self.wait_converged()
+        """Start every node and wait until they share one settled map; stops them all on failure."""
+        try:
+            first = self._new_node("node-1", [])
+            first.start()
+            self.wait_serving(first)
+            for index in range(2, self.size + 1):
+                self._new_node(f"node-{index}", [first.address]).start()
+            self.wait_converged()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def add_node(self, node_id: str | None = None) -> NodeProcess:
@@ -161,6 +166,12 @@ class Cluster:
             client.close()
         for node in self.nodes.values():
             node.stop()
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
 
     def logs(self) -> str:
         return "\n".join(f"===== {n.node_id} =====\n{n.log_text()[-6000:]}" for n in self.nodes.values())
