@@ -43,6 +43,7 @@ TIMEOUT_S_DEFAULT = 5.0
 CONFIG_RETRY_MS = 100
 CONFIG_REFRESH_MS = 10_000
 POLL_MS_MAX = 50
+IDLE_WAIT_S = 1.0
 COMMANDS_PER_TURN_MAX = 20_000
 FRAMES_PER_TURN_MAX = 1000
 DEALER_SNDHWM = 10_000
@@ -200,13 +201,27 @@ class Client:
         return future
 
     def set(self, key: str | bytes, value: str | bytes, *, w: int | None = None, timeout: float | None = None) -> None:
-        self._wait(self.set_async(key, value, w=w, timeout=timeout), timeout)
+        """Write a value; returns once W replicas made it durable."""
+        key = self._check_key(key)
+        try:
+            check_value(value)
+        except InvalidInput as error:
+            raise InvalidRequest(str(error)) from None
+        self._call("write", key, value, self._quorum(w, "w"), timeout)
 
     def get(self, key: str | bytes, *, r: int | None = None, timeout: float | None = None) -> str | bytes | None:
-        return self._wait(self.get_async(key, r=r, timeout=timeout), timeout)
+        """The newest value among R replicas, as the type written; None when missing."""
+        return self._call("read", self._check_key(key), None, self._quorum(r, "r"), timeout)
 
     def delete(self, key: str | bytes, *, w: int | None = None, timeout: float | None = None) -> None:
-        self._wait(self.delete_async(key, w=w, timeout=timeout), timeout)
+        self._call("write", self._check_key(key), None, self._quorum(w, "w"), timeout)
+
+    def _call(self, kind: str, key: bytes, value, quorum: int, timeout: float | None):
+        deadline_ms, seconds = self._deadline(timeout)
+        try:
+            return self._io.call((kind, key, value, quorum, deadline_ms, Future()), seconds + 2.0)
+        except TimeoutError:
+            raise Timeout(f"no answer within {seconds + 2.0:g}s") from None
 
     # -- batch operations ----------------------------------------------------------------------------
 
@@ -360,7 +375,9 @@ class _IoThread(threading.Thread):
         self.commands: collections.deque = collections.deque()
         self.config_ready = threading.Event()
         self.running = True
-        self.sleeping = False
+        self.sleeping = False  # the driver is (about to be) blocked in poll
+        self.state = threading.Condition()
+        self.driver: int | None = None  # ident of the thread that drives the sockets now
         self.sockets: dict[str, zmq.Socket] = {}
         self.socket_address: dict[zmq.Socket, str] = {}
         self.node_address: dict[str, str] = {}
@@ -378,19 +395,59 @@ class _IoThread(threading.Thread):
 
     # -- called from other threads ----------------------------------------------------------------------
 
+    def has_work(self) -> bool:
+        """Something needs the sockets driven. Late replies to finished ops do not count: they
+        wait in the sockets until the next request (they only feed read repair)."""
+        coordinator = self.coordinator
+        return bool(self.commands or coordinator.pending_ops or self.requests or coordinator.has_outbox
+                    or coordinator.config is None)
+
     def submit(self, command: tuple) -> None:
+        """Queue a command for whichever thread drives the sockets, and make sure one does."""
         if not self.running:
             raise ClientClosed("the client is closed")
         self.commands.append(command)
+        with self.state:
+            if self.driver is None:
+                self.state.notify()  # the IO thread is parked: wake it
+                return
         if self.sleeping:
             try:
-                self.wake_writer.send(b"x")
+                self.wake_writer.send(b"x")  # the driver is blocked in poll: interrupt it
             except OSError:
-                pass  # the wake-up pipe is full: the IO thread is already due to wake
+                pass  # the wake-up pipe is full: the driver is already due to wake
+
+    def call(self, command: tuple, timeout_s: float):
+        """Run one command to completion. When no other thread is driving the sockets the caller
+        drives them itself, so a lone synchronous request pays no thread hand-off."""
+        future = command[-1]
+        me = threading.get_ident()
+        with self.state:
+            direct = self.driver is None and not self.commands and self.running
+            if direct:
+                self.driver = me
+        if not direct:
+            if self.driver == me:
+                raise ZkvError("a blocking call cannot be made from inside a future's callback")
+            self.submit(command)
+            return future.result(timeout_s)
+        try:
+            self._take(command, _now_ms())
+            deadline = time.monotonic() + timeout_s
+            while not future.done() and self.running and time.monotonic() < deadline:
+                self._turn()
+        finally:
+            with self.state:
+                self.driver = None
+                if self.has_work():
+                    self.state.notify()
+        return future.result(0)
 
     def stop(self) -> None:
         if self.running:
             self.running = False
+            with self.state:
+                self.state.notify_all()
             try:
                 self.wake_writer.send(b"x")
             except OSError:
@@ -424,24 +481,40 @@ class _IoThread(threading.Thread):
             return False
 
     def run(self) -> None:
+        me = threading.get_ident()
         try:
-            for seed in self.seeds:
-                self._socket(seed)
+            with self.state:
+                for seed in self.seeds:
+                    self._socket(seed)
             while self.running:
-                self._turn()
+                with self.state:
+                    while self.running and (self.driver is not None or not self.has_work()):
+                        self.state.wait(IDLE_WAIT_S)
+                    if not self.running:
+                        break
+                    self.driver = me
+                try:
+                    self._turn()
+                finally:
+                    with self.state:
+                        self.driver = None
+                        self.state.notify_all()
         finally:
             self._shutdown()
 
     def _turn(self) -> None:
+        """One round of IO by whichever thread holds the driver role."""
         coordinator = self.coordinator
         now = _now_ms()
+        self._take_commands(now)
+        self._flush(now)
         deadline = coordinator.next_deadline_ms()
         wait_ms = POLL_MS_MAX if deadline is None else max(0, min(deadline - now, POLL_MS_MAX))
-        if self.commands or coordinator.has_outbox:
-            wait_ms = 0
+        if coordinator.config is None:
+            wait_ms = min(wait_ms, CONFIG_RETRY_MS)
         self.sleeping = True
         if self.commands:
-            wait_ms = 0
+            wait_ms = 0  # checked after raising the flag: a submitter either sees it or we see its command
         ready = dict(self.poller.poll(wait_ms))
         self.sleeping = False
         if self.wake_reader.fileno() in ready:
@@ -456,38 +529,46 @@ class _IoThread(threading.Thread):
                 self._receive(sock, address, now)
         coordinator.on_tick(now)
         self._want_config(now)
+        self._flush(now)
+        self._complete(now)
+
+    def _flush(self, now: int) -> None:
+        coordinator = self.coordinator
         for node_id, batch in coordinator.flush(now):
             address = self.node_address.get(node_id)
             if address is None or not self._send(address, wire.encode(batch)):
                 coordinator.on_send_failed(batch.request_id, now)
-        self._complete(now)
 
     def _take_commands(self, now: int) -> None:
-        coordinator = self.coordinator
         commands = self.commands
         for _ in range(COMMANDS_PER_TURN_MAX):
             try:
-                kind, key, value, quorum, deadline_ms, waiter = commands.popleft()
+                command = commands.popleft()
             except IndexError:
                 return
-            try:
-                if kind == "write":
-                    coordinator.submit_write(key, value, quorum, now, deadline_ms, waiter)
-                elif kind == "read":
-                    coordinator.submit_read(key, quorum, deadline_ms, waiter)
-                elif kind == "mwrite":
-                    for index, (one_key, one_value) in enumerate(zip(key, value)):
-                        coordinator.submit_write(one_key, one_value, quorum, now, deadline_ms, (waiter, index))
-                elif kind == "mread":
-                    for index, one_key in enumerate(key):
-                        coordinator.submit_read(one_key, quorum, deadline_ms, (waiter, index))
-                elif kind == "request":
-                    self._send_request(key, value, deadline_ms, waiter)
-                elif kind == "refresh":
-                    coordinator.config_wanted = True
-                    self.next_config_ms = 0
-            except InvalidInput as error:
-                _fail(waiter, InvalidRequest(str(error)))
+            self._take(command, now)
+
+    def _take(self, command: tuple, now: int) -> None:
+        coordinator = self.coordinator
+        kind, key, value, quorum, deadline_ms, waiter = command
+        try:
+            if kind == "write":
+                coordinator.submit_write(key, value, quorum, now, deadline_ms, waiter)
+            elif kind == "read":
+                coordinator.submit_read(key, quorum, deadline_ms, waiter)
+            elif kind == "mwrite":
+                for index, (one_key, one_value) in enumerate(zip(key, value)):
+                    coordinator.submit_write(one_key, one_value, quorum, now, deadline_ms, (waiter, index))
+            elif kind == "mread":
+                for index, one_key in enumerate(key):
+                    coordinator.submit_read(one_key, quorum, deadline_ms, (waiter, index))
+            elif kind == "request":
+                self._send_request(key, value, deadline_ms, waiter)
+            elif kind == "refresh":
+                coordinator.config_wanted = True
+                self.next_config_ms = 0
+        except InvalidInput as error:
+            _fail(waiter, InvalidRequest(str(error)))
 
     def _send_request(self, address: str, build, deadline_ms: int, future: Future) -> None:
         request_id = next(self.request_ids)
