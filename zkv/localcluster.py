@@ -120,6 +120,7 @@ class Cluster:
         self.nodes: dict[str, NodeProcess] = {}
         self.size = size
         self._clients: list[Client] = []
+        self._inspectors: dict[str, Client] = {}
 
     # -- processes -------------------------------------------------------------------------------------
 
@@ -185,8 +186,17 @@ class Cluster:
         return client
 
     def inspect(self, node: NodeProcess, what: str) -> dict:
-        with Client([node.address], connect_timeout=5.0) as client:
+        """Ask one node for a view of itself (one client per node, kept for later calls)."""
+        client = self._inspectors.get(node.address)
+        if client is None:
+            client = Client([node.address], connect_timeout=5.0)
+            self._inspectors[node.address] = client
+            self._clients.append(client)
+        try:
             return client.inspect(what, timeout=5.0)
+        except ZkvError:
+            self._inspectors.pop(node.address, None)  # a restarted node: reconnect next time
+            raise
 
     def wait_serving(self, node: NodeProcess) -> None:
         def serving():

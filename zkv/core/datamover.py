@@ -141,12 +141,7 @@ class DataMover:
                 self._finish(partition, task.kind, task.since)
                 continue
             for source, state in task.requests(now_ms, responsive):
-                request_id = node.next_request_id()
-                handoff.mark_waiting(state, request_id, now_ms)
-                self.pull_requests[request_id] = partition
-                node.send(source, messages.PullRequest(
-                    request_id, node.node_id, partition, task.since, state.cursor,
-                    handoff.PULL_ITEMS_MAX, handoff.PULL_BYTES_MAX))
+                self._request_chunk(task, source, state, now_ms)
 
     def _finish(self, partition: int, kind: str, since: int) -> None:
         node = self.node
@@ -202,6 +197,16 @@ class DataMover:
         if task.on_chunk(source, message.request_id, last, message.cursor, len(keys), size_bytes):
             self.moved_bytes += size_bytes
             self.moved_items += len(keys)
+            if not last:
+                self._request_chunk(task, source, task.states[source], now_ms)  # the reply is the flow control
+
+    def _request_chunk(self, task: handoff.PullTask, source: str, state: handoff.SourceState, now_ms: int) -> None:
+        node = self.node
+        request_id = node.next_request_id()
+        handoff.mark_waiting(state, request_id, now_ms)
+        self.pull_requests[request_id] = task.partition
+        node.send(source, messages.PullRequest(request_id, node.node_id, task.partition, task.since, state.cursor,
+                                               handoff.PULL_ITEMS_MAX, handoff.PULL_BYTES_MAX))
 
     # -- release ----------------------------------------------------------------------------
 
@@ -211,17 +216,22 @@ class DataMover:
         if node.settings.buggify_release_early:
             self._release_early_bug()
             return
+        budget = RELEASE_ITEMS_PER_TICK  # bounded work per round, in records deleted
         for partition in sorted(self.held | {p for p, c in enumerate(node.local.complete_for) if c != NOT_COMPLETE}):
             plan = config.plans[partition]
             if node.node_id in plan.write_targets or not node.all_members_reached(plan.changed_at, now_ms):
                 continue
-            if node.storage.drop_partition(partition, RELEASE_ITEMS_PER_TICK):
-                self.held.discard(partition)
-                self.digest_cache.pop(partition, None)
-                if node.local.complete_for[partition] != NOT_COMPLETE:
-                    node.set_complete(partition, NOT_COMPLETE)
-                node.log(f"released partition {partition} (no longer an owner at epoch {config.epoch})")
-            return  # bounded work: one partition per round
+            before = node.storage.count(partition)
+            if not node.storage.drop_partition(partition, budget):
+                return
+            budget -= before
+            self.held.discard(partition)
+            self.digest_cache.pop(partition, None)
+            if node.local.complete_for[partition] != NOT_COMPLETE:
+                node.set_complete(partition, NOT_COMPLETE)
+            node.log(f"released partition {partition} (no longer an owner at epoch {config.epoch})")
+            if budget <= 0:
+                return
 
     def _release_early_bug(self) -> None:
         """A deliberately broken rule, only for showing that the simulator's checker catches it:

@@ -33,7 +33,7 @@ PULL_ITEMS_MAX = 2000
 PULL_BYTES_MAX = 1 << 20
 PULL_TIMEOUT_MS = 5000
 PULL_BACKOFF_MS = 500
-PULL_TASKS_MAX = 8  # partitions pulled at once by one node
+PULL_TASKS_MAX = 16  # partitions pulled at once by one node
 SOURCE_FAILURES_TOLERATED = 2  # a source failing this often stops blocking completion
 
 MOVE = "move"

@@ -113,6 +113,7 @@ class NodeCore:
         self.next_report_ms = now_ms
         self.next_join_ms = now_ms
         self.join_pending = bool(settings.seeds)  # until a seed answers (also after a restart)
+        self.join_attempts = 0
         self.next_config_fetch_ms = now_ms
         self.next_tick_ms = now_ms
         self.mover = DataMover(self)
@@ -655,7 +656,9 @@ class NodeCore:
             self._gossip_now()
             self._check_epochs(now_ms)
         if self.join_pending and now_ms >= self.next_join_ms and self.fatal is None:
-            self.next_join_ms = now_ms + JOIN_RETRY_MS
+            # quick retries first: the very first Join is often dropped while the connection is set up
+            self.join_attempts += 1
+            self.next_join_ms = now_ms + min(JOIN_RETRY_MS, 50 * self.join_attempts)
             settings = self.settings
             join = messages.Join(self.next_request_id(), self.node_id, settings.address, settings.http_address,
                                  settings.partitions, settings.replication)
