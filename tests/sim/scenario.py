@@ -76,9 +76,16 @@ class FaultInjector:
         self.log.append(f"{self.sim.now_ms - 1_000_000}ms {text}")
 
     def stable(self) -> bool:
-        """No fault in progress, and every node serves only what it holds completely."""
+        """No fault in progress, every node serves only what it holds completely, and every
+        restarted node has been re-admitted as a voter (a memory node that lost its acceptor
+        state is not recovered until then: two such at once can cost the voters their majority)."""
         if self.active:
             return False
+        config = self.sim.newest_config()
+        for core in self.sim.cores():
+            generation = config.voter_generation(core.node_id) if config is not None else None
+            if generation is not None and generation != core.generation:
+                return False
         for core in self.sim.cores():
             if core.config is None:
                 return False
