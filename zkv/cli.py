@@ -41,7 +41,8 @@ def _address(value: str) -> str:
 
 
 @main.command()
-@click.option("--id", "node_id", required=True, help="Node id, unique in the cluster (e.g. node-1).")
+@click.option("--id", "node_id", required=True, envvar="ZKV_NODE_ID",
+              help="Node id, unique in the cluster (e.g. node-1).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True,
               help="Port for peers and clients (ZeroMQ ROUTER).")
 @click.option("--http-port", type=click.IntRange(0, 65535), default=None,
@@ -222,6 +223,23 @@ def client_partitions(obj: _ClientContext, as_json) -> None:
     from zkv.tables import format_partitions
     data = _inspect(obj, "partitions", None)
     click.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else format_partitions(data))
+
+
+def _register_commands() -> None:
+    """Commands that live in their own modules (imported lazily by click only when run)."""
+    from zkv.bench.cli import bench_command
+    from zkv.demo import demo_command
+    from zkv.loaddump import dump_command, load_command
+    from zkv.shell import shell_command
+
+    main.add_command(shell_command, "shell")
+    main.add_command(bench_command, "bench")
+    main.add_command(demo_command, "demo")
+    client.add_command(load_command, "load")
+    client.add_command(dump_command, "dump")
+
+
+_register_commands()
 
 
 if __name__ == "__main__":

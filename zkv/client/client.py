@@ -154,7 +154,18 @@ class Client:
 
     @property
     def config(self) -> Config | None:
+        """The partition map this client routes by (refreshed when a node says it is stale)."""
         return self._io.coordinator.config
+
+    @property
+    def w(self) -> int:
+        """The write quorum used when a call passes no ``w``."""
+        return self._io.coordinator.write_quorum
+
+    @property
+    def r(self) -> int:
+        """The read quorum used when a call passes no ``r``."""
+        return self._io.coordinator.read_quorum
 
     # -- single operations ---------------------------------------------------------------------------
 

@@ -23,7 +23,10 @@ PARTITIONS_MAX = 65536  # partition numbers are stored in two bytes
 def key_bytes(key: str | bytes) -> bytes:
     """The canonical bytes of a key: UTF-8 for str, as-is for bytes."""
     if isinstance(key, str):
-        return key.encode("utf-8")
+        try:
+            return key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise TypeError("key is not valid Unicode text (it holds a lone surrogate)") from None
     if isinstance(key, (bytes, bytearray, memoryview)):
         return bytes(key)
     raise TypeError(f"key must be str or bytes, not {type(key).__name__}")

@@ -131,7 +131,10 @@ def check_key(key: bytes, key_bytes_max: int = KEY_BYTES_MAX) -> None:
 
 def check_value(value: object, value_bytes_max: int = VALUE_BYTES_MAX) -> None:
     if isinstance(value, str):
-        size = len(value.encode("utf-8"))
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InvalidInput("value is not valid Unicode text (it holds a lone surrogate)") from None
     elif isinstance(value, (bytes, bytearray, memoryview)):
         size = len(value)
     else:
@@ -211,6 +214,9 @@ class Coordinator:
         factor; any other value was asked for explicitly and is required as is."""
         if type(quorum) is not int or not 0 <= quorum <= QUORUM_MAX:
             raise InvalidInput(f"quorum must be between 1 and {QUORUM_MAX}, not {quorum!r}")
+        if self.config is not None and quorum > self.config.replication:
+            raise InvalidInput(f"a quorum of {quorum} can never be met: the cluster keeps "
+                               f"{self.config.replication} replicas of each key")
         op = Op(token, kind, key, -1, record, quorum or default, deadline_ms, strict=quorum > 0)
         self.counters["ops"] += 1
         self.pending_ops += 1
