@@ -20,11 +20,11 @@ REPLICATION = 3
 
 def run_with_fault(cluster, name: str, fault, keys_after: int = 1500, expected_ring=None):
     client = cluster.client(timeout=15.0)
-    writer = Writer(client, name, count=20_000, seconds=90).start()
+    writer = Writer(client, name, count=200_000, seconds=90).start()
     writer.wait_for(800, timeout_s=60)
     started = time.monotonic()
     fault()
-    writer.wait_for(len(writer.log.acknowledged) + keys_after, timeout_s=90)
+    writer.wait_for(min(len(writer.log.acknowledged) + keys_after, writer.count), timeout_s=90)
     log = writer.stop()
     cluster.wait_converged(expected_ring=expected_ring, timeout_s=90)
     converge_s = time.monotonic() - started

@@ -563,16 +563,19 @@ class _IoThread(threading.Thread):
         coordinator = self.coordinator
         kind, key, value, quorum, deadline_ms, waiter = command
         try:
+            # keys and values were validated by the calling thread: checked=True
             if kind == "write":
-                coordinator.submit_write(key, value, quorum, now, deadline_ms, waiter)
+                coordinator.submit_write(key, value, quorum, now, deadline_ms, waiter, -1, True)
             elif kind == "read":
-                coordinator.submit_read(key, quorum, deadline_ms, waiter)
+                coordinator.submit_read(key, quorum, deadline_ms, waiter, -1, True)
             elif kind == "mwrite":
+                submit = coordinator.submit_write
                 for index, (one_key, one_value) in enumerate(zip(key, value)):
-                    coordinator.submit_write(one_key, one_value, quorum, now, deadline_ms, (waiter, index))
+                    submit(one_key, one_value, quorum, now, deadline_ms, waiter, index, True)
             elif kind == "mread":
+                submit = coordinator.submit_read
                 for index, one_key in enumerate(key):
-                    coordinator.submit_read(one_key, quorum, deadline_ms, (waiter, index))
+                    submit(one_key, quorum, deadline_ms, waiter, index, True)
             elif kind == "request":
                 self._send_request(key, value, deadline_ms, waiter)
             elif kind == "refresh":
@@ -654,8 +657,8 @@ class _IoThread(threading.Thread):
             waiter = op.token
             if waiter is None:
                 continue
-            if type(waiter) is tuple:
-                waiter[0].done(waiter[1], op)
+            if op.index >= 0:
+                waiter.done(op.index, op)
             elif op.ok:
                 waiter.set_result(decode_value(op.newest) if op.newest is not None else None)
             else:

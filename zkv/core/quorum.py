@@ -69,13 +69,15 @@ class Op:
     replicas that refused or went silent in the current attempt.
     """
 
-    __slots__ = ("token", "kind", "key", "partition", "record", "quorum", "deadline_ms", "state",
-                 "strict", "attempt", "route_epoch", "targets", "needs", "acked", "failed", "replies",
-                 "newest", "answered", "ok", "error", "detail", "backoff_ms")
+    __slots__ = ("token", "index", "kind", "opcode", "key", "partition", "record", "quorum", "deadline_ms",
+                 "state", "strict", "attempt", "route_epoch", "sent_tag", "targets", "needs", "single_need",
+                 "acked", "failed", "replies", "newest", "answered", "ok", "error", "detail", "backoff_ms")
 
     def __init__(self, token, kind: int, key: bytes, partition: int, record: bytes | None,
-                 quorum: int, deadline_ms: int, strict: bool = False) -> None:
+                 quorum: int, deadline_ms: int, strict: bool = False, index: int = -1) -> None:
         self.token = token
+        self.index = index  # the op's place in a batch call (token is then the batch's collector)
+        self.opcode = OP_READ if kind == KIND_READ else OP_WRITE
         self.strict = strict  # an explicitly requested quorum is required as is, never capped
         self.kind = kind
         self.key = key
@@ -86,8 +88,10 @@ class Op:
         self.state = _QUEUED
         self.attempt = 0
         self.route_epoch = -1
+        self.sent_tag: tuple[int, int] = (-1, 0)  # (route_epoch, attempt), stamped on each batch sent
         self.targets: tuple[str, ...] = ()
         self.needs: tuple[tuple[tuple[str, ...], int], ...] = ()
+        self.single_need = 0  # acks needed when there is one replica set (settled), else 0
         self.acked: list[str] = []
         self.failed: list[str] = []
         self.replies: dict[str, bytes | None] = {}
@@ -153,6 +157,7 @@ class Coordinator:
         self.value_bytes_max = value_bytes_max
         self.config: Config | None = None
         self._routes: list = []
+        self._route_cache: dict = {}  # (partition, kind, quorum, strict) -> (targets, needs, single need)
         self._outbox: dict[str, list[Op]] = {}
         # request id -> (node, ops, the attempt of each op when sent)
         self._inflight: dict[int, tuple[str, list[Op], list[int]]] = {}
@@ -176,6 +181,7 @@ class Coordinator:
             return
         self.config = config
         self._routes = [(plan.read_set, plan.write_targets, plan.write_sets) for plan in config.plans]
+        self._route_cache = {}
         self.config_wanted = False
         self.config_wanted_from = None
         # Ops queued but not yet sent were routed by the old map; a batch carries the new epoch,
@@ -196,20 +202,24 @@ class Coordinator:
         return partition_of(key, self.config.partitions) if self.config is not None else None
 
     def submit_write(self, key: bytes, value: bytes | str | None, quorum: int, now_ms: int,
-                     deadline_ms: int, token=None) -> Op:
-        """Queue a set (or, with value None, a delete). Raises InvalidInput on bad input."""
-        check_key(key, self.key_bytes_max)
-        if value is not None:
-            check_value(value, self.value_bytes_max)
+                     deadline_ms: int, token=None, index: int = -1, checked: bool = False) -> Op:
+        """Queue a set (or, with value None, a delete). Raises InvalidInput on bad input
+        (``checked`` says the caller already validated key and value)."""
+        if not checked:
+            check_key(key, self.key_bytes_max)
+            if value is not None:
+                check_value(value, self.value_bytes_max)
         record = encode_value(self.clock.next_version(now_ms), value)
-        return self._submit(token, KIND_WRITE, key, record, quorum, self.write_quorum, deadline_ms)
+        return self._submit(token, KIND_WRITE, key, record, quorum, self.write_quorum, deadline_ms, index)
 
-    def submit_read(self, key: bytes, quorum: int, deadline_ms: int, token=None) -> Op:
-        check_key(key, self.key_bytes_max)
-        return self._submit(token, KIND_READ, key, None, quorum, self.read_quorum, deadline_ms)
+    def submit_read(self, key: bytes, quorum: int, deadline_ms: int, token=None, index: int = -1,
+                    checked: bool = False) -> Op:
+        if not checked:
+            check_key(key, self.key_bytes_max)
+        return self._submit(token, KIND_READ, key, None, quorum, self.read_quorum, deadline_ms, index)
 
     def _submit(self, token, kind: int, key: bytes, record: bytes | None, quorum: int, default: int,
-                deadline_ms: int) -> Op:
+                deadline_ms: int, index: int = -1) -> Op:
         """``quorum`` 0 means the default, capped at a replica set smaller than the replication
         factor; any other value was asked for explicitly and is required as is."""
         if type(quorum) is not int or not 0 <= quorum <= QUORUM_MAX:
@@ -217,7 +227,7 @@ class Coordinator:
         if self.config is not None and quorum > self.config.replication:
             raise InvalidInput(f"a quorum of {quorum} can never be met: the cluster keeps "
                                f"{self.config.replication} replicas of each key")
-        op = Op(token, kind, key, -1, record, quorum or default, deadline_ms, strict=quorum > 0)
+        op = Op(token, kind, key, -1, record, quorum or default, deadline_ms, quorum > 0, index)
         self.counters["ops"] += 1
         self.pending_ops += 1
         if self.config is None:
@@ -234,20 +244,20 @@ class Coordinator:
         if op.partition < 0:
             op.partition = partition_of(op.key, config.partitions)
         if op.route_epoch != config.epoch:
-            op.answered = max(op.answered, op.heard_from())
+            if op.route_epoch >= 0:
+                op.answered = max(op.answered, op.heard_from())
+                op.acked = []
+                op.replies = {}
             op.route_epoch = config.epoch
-            op.acked = []
-            op.replies = {}
-            read_set, write_targets, write_sets = self._routes[op.partition]
-            if op.kind == KIND_READ:
-                op.targets = read_set
-                op.needs = ((read_set, op.quorum if op.strict else needed(op.quorum, len(read_set))),)
-            else:
-                op.targets = write_targets
-                op.needs = tuple((members, op.quorum if op.strict else needed(op.quorum, len(members)))
-                                 for members in write_sets)
+            route_key = (op.partition, op.kind, op.quorum, op.strict)
+            route = self._route_cache.get(route_key)
+            if route is None:
+                route = self._route_cache[route_key] = self._plan_route(*route_key)
+            op.targets, op.needs, op.single_need = route
         op.attempt += 1
-        op.failed = []
+        op.sent_tag = (op.route_epoch, op.attempt)
+        if op.failed:
+            op.failed = []
         if not op.targets:
             self._fail(op, ERROR_QUORUM, "no replicas for this partition")
             return
@@ -269,6 +279,14 @@ class Coordinator:
             op.state = _PARKED
             self._parked.append(op)
 
+    def _plan_route(self, partition: int, kind: int, quorum: int, strict: bool):
+        read_set, write_targets, write_sets = self._routes[partition]
+        if kind == KIND_READ:
+            needs = ((read_set, quorum if strict else needed(quorum, len(read_set))),)
+            return read_set, needs, needs[0][1]
+        needs = tuple((members, quorum if strict else needed(quorum, len(members))) for members in write_sets)
+        return write_targets, needs, needs[0][1] if len(needs) == 1 else 0
+
     # -- the wire ---------------------------------------------------------------
 
     def flush(self, now_ms: int) -> list[tuple[str, messages.Batch]]:
@@ -279,31 +297,21 @@ class Coordinator:
         frames = []
         outbox, self._outbox = self._outbox, {}
         for node, queue in outbox.items():
-            start = 0
-            while start < len(queue):
-                chunk = queue[start:start + BATCH_OPS_MAX]
-                start += len(chunk)
-                ops_codes = bytearray()
-                partitions, keys, records = [], [], []
-                deadline_ms = None
+            for start in range(0, len(queue), BATCH_OPS_MAX):
+                chunk = queue[start:start + BATCH_OPS_MAX] if len(queue) > BATCH_OPS_MAX else queue
+                deadline_ms = chunk[0].deadline_ms
                 for op in chunk:
-                    if op.kind == KIND_READ:
-                        ops_codes.append(OP_READ)
-                        records.append(None)
-                    else:
-                        ops_codes.append(OP_WRITE)
-                        records.append(op.record)
-                    partitions.append(op.partition)
-                    keys.append(op.key)
                     if op.state == _QUEUED:
                         op.state = _INFLIGHT
-                    if deadline_ms is None or op.deadline_ms < deadline_ms:
+                    if op.deadline_ms < deadline_ms:
                         deadline_ms = op.deadline_ms
                 request_id = next(self._request_ids)
-                self._inflight[request_id] = (node, chunk, [(op.route_epoch, op.attempt) for op in chunk])
+                self._inflight[request_id] = (node, chunk, [op.sent_tag for op in chunk])
                 heapq.heappush(self._inflight_order, (deadline_ms, request_id))
                 self._sent_order.append((now_ms, request_id))
-                frames.append((node, messages.Batch(request_id, epoch, bytes(ops_codes), partitions, keys, records)))
+                frames.append((node, messages.Batch(
+                    request_id, epoch, bytes([op.opcode for op in chunk]), [op.partition for op in chunk],
+                    [op.key for op in chunk], [op.record for op in chunk])))
         return frames
 
     def on_send_failed(self, request_id: int, now_ms: int) -> None:
@@ -333,43 +341,52 @@ class Coordinator:
         if len(records) != sum(1 for op in ops if op.kind == KIND_READ):
             self._attempt_failed(entry, now_ms)  # a reply that does not answer every read is no answer
             return
-        read_index = 0
+        read_records = iter(records)
         stale = False
         for index, op in enumerate(ops):
+            kind = op.kind
             status = statuses[index]
-            record = None
-            if op.kind == KIND_READ:
-                record = records[read_index] if read_index < len(records) else None
-                read_index += 1
-            elif op.kind == KIND_REPAIR:
+            if kind == KIND_WRITE and status == STATUS_OK:
+                # the hot path: an acknowledged write
+                state = op.state
+                if state == _DONE or state == _PARKED or sent[index][0] != op.route_epoch:
+                    continue
+                acked = op.acked
+                if node in acked:
+                    continue
+                acked.append(node)
+                if op.single_need:
+                    if len(acked) >= op.single_need:
+                        self._succeed(op)
+                        continue
+                elif self._write_satisfied(op):
+                    self._succeed(op)
+                    continue
+                if state == _INFLIGHT and (op.failed or len(acked) >= len(op.targets)):
+                    self._check_impossible(op, now_ms)  # e.g. w=3 with two replicas left
                 continue
+            if kind == KIND_REPAIR:
+                continue
+            record = next(read_records) if kind == KIND_READ else None
             if record is not None and (type(record) is not bytes or len(record) <= VERSION_BYTES):
                 if op.state != _DONE:
                     self._refused(op, node, sent[index][1], now_ms)
                 continue
             state = op.state
             if state == _DONE:
-                if op.kind == KIND_READ and status == STATUS_OK and op.ok:
+                if kind == KIND_READ and status == STATUS_OK and op.ok:
                     self._repair_if_older(node, op, record)
                 continue
             epoch, attempt = sent[index]
             if state == _PARKED or epoch != op.route_epoch:
                 continue
-            if status == STATUS_OK:
-                if op.kind == KIND_WRITE:
-                    if node not in op.acked:
-                        op.acked.append(node)
-                        if self._write_satisfied(op):
-                            self._succeed(op)
-                        elif op.state == _INFLIGHT:
-                            self._check_impossible(op, now_ms)  # e.g. w=3 with two replicas left
-                    continue
+            if status == STATUS_OK:  # a read
                 if record is not None:
                     self.clock.observe(record)
                     if op.newest is None or record[:VERSION_BYTES] > op.newest[:VERSION_BYTES]:
                         op.newest = record
                 op.replies[node] = record
-                if len(op.replies) >= op.needs[0][1]:
+                if len(op.replies) >= op.single_need:
                     self._succeed(op)
                     for other, other_record in op.replies.items():
                         self._repair_if_older(other, op, other_record)
@@ -401,6 +418,8 @@ class Coordinator:
 
     def _write_satisfied(self, op: Op) -> bool:
         acked = op.acked
+        if op.single_need:
+            return len(acked) >= op.single_need
         for members, need in op.needs:
             count = 0
             for member in members:

@@ -55,7 +55,12 @@ META_DATABASE = b"meta"
 DATABASES_MAX = 3
 
 
+_PREFIXES = [partition.to_bytes(PARTITION_PREFIX_BYTES, "big") for partition in range(1024)]
+
+
 def partition_prefix(partition: int) -> bytes:
+    if 0 <= partition < 1024:
+        return _PREFIXES[partition]  # the common case, without building bytes per record
     require(0 <= partition < PARTITIONS_MAX, f"partition {partition} out of range")
     return partition.to_bytes(PARTITION_PREFIX_BYTES, "big")
 
