@@ -6,12 +6,13 @@
         c.get("user:123")
 """
 
-from zkv.client import Client, PartialFailure
+from zkv.client import AsyncClient, Client, PartialFailure
 from zkv.errors import ClientClosed, InvalidRequest, QuorumError, Timeout, Unavailable, ZkvError
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncClient",
     "Client",
     "ClientClosed",
     "InvalidRequest",

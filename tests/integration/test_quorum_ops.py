@@ -78,3 +78,44 @@ def test_unreachable_cluster_is_a_timeout(tmp_path):
     from zkv.localcluster import free_port
     with pytest.raises(Timeout, match="no zkv node answered"):
         Client([f"127.0.0.1:{free_port()}"], connect_timeout=0.5)
+
+
+def test_async_client_keeps_many_requests_in_flight(cluster3):
+    import asyncio
+
+    from zkv import AsyncClient
+
+    async def scenario():
+        async with await AsyncClient.connect([n.address for n in cluster3.running_nodes()]) as client:
+            await asyncio.gather(*(client.set(f"aio-{i}", str(i)) for i in range(500)))
+            values = await asyncio.gather(*(client.get(f"aio-{i}") for i in range(500)))
+            await client.mset({"aio-a": "1", "aio-b": "2"})
+            assert await client.mget(["aio-a", "aio-b", "aio-missing"]) == ["1", "2", None]
+            await client.delete("aio-a")
+            assert await client.get("aio-a") is None
+            return values
+
+    assert asyncio.run(scenario()) == [str(i) for i in range(500)]
+
+
+def test_a_batch_of_1000_sets_is_one_transaction_per_replica(cluster3):
+    client = cluster3.client()
+    client.set("warm", "up")  # connections and the map are in place before counting
+    before = {n.node_id: cluster3.inspect(n, "stats")["storage"]["commits"] for n in cluster3.running_nodes()}
+    client.mset({f"txn-{i}": "v" * 100 for i in range(1000)})
+    after = {n.node_id: cluster3.inspect(n, "stats")["storage"]["commits"] for n in cluster3.running_nodes()}
+    # every node is a replica of every partition in a 3-node cluster: one frame, one commit each
+    assert {node: after[node] - before[node] for node in after} == {node: 1 for node in after}
+
+
+def test_a_client_waits_for_room_instead_of_queueing_without_bound(cluster3, monkeypatch):
+    import zkv.client.client as client_module
+
+    monkeypatch.setattr(client_module, "INFLIGHT_OPS_MAX", 50)
+    client = cluster3.client()
+    futures, most = [], 0
+    for i in range(400):
+        futures.append(client.set_async(f"room-{i}", "v"))  # waits for room when 50 are outstanding
+        most = max(most, client.in_flight)
+    assert [future.result(20) for future in futures] == [None] * 400
+    assert most <= 50 and client.in_flight == 0

@@ -440,3 +440,24 @@ def test_a_join_is_answered_with_the_config_and_members():
     assert reply.ok and reply.error == ""
     assert reply.config == core.config.to_wire()
     assert [member[0] for member in reply.members] == ["n1"]
+
+
+def test_a_node_with_a_lasting_backlog_answers_busy_and_recovers():
+    from zkv.core.node import OVERLOAD_AFTER_MS
+
+    cluster, core = lone_node()
+    key = key_in(2)
+    core.note_load(True, cluster.now_ms)  # frames left waiting, but not for long yet
+    reply = cluster.request("n1", lambda rid: batch(rid, 1, [OP_WRITE], [2], [key], [record()]))
+    assert reply.statuses == bytes([STATUS_OK])
+    core.note_load(True, cluster.now_ms + OVERLOAD_AFTER_MS)
+    assert core.overloaded
+    reply = cluster.request("n1", lambda rid: batch(rid, 1, [OP_WRITE, OP_READ], [2, 2], [key, key],
+                                                    [record(), None]))
+    assert reply.statuses == bytes([messages.STATUS_BUSY]) * 2 and reply.records == [None]
+    busy = cluster.request("n1", coordinate(messages.COORD_GET, key))
+    assert busy.status == messages.RESULT_BUSY
+    assert core.counters["busy_replies"] == 2
+    core.note_load(False, cluster.now_ms + OVERLOAD_AFTER_MS + 1)
+    reply = cluster.request("n1", lambda rid: batch(rid, 1, [OP_READ], [2], [key], [None]))
+    assert reply.statuses == bytes([STATUS_OK]) and reply.records[0] is not None

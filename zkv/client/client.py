@@ -37,12 +37,13 @@ from zkv.core.config import Config, needed
 from zkv.core.placement import key_bytes
 from zkv.core.quorum import ERROR_INVALID, ERROR_QUORUM, Coordinator, InvalidInput, check_key, check_value
 from zkv.core.versions import decode_value, is_tombstone
-from zkv.errors import ClientClosed, InvalidRequest, QuorumError, Timeout, ZkvError
+from zkv.errors import ClientClosed, InvalidRequest, QuorumError, Timeout, Unavailable, ZkvError
 
 TIMEOUT_S_DEFAULT = 5.0
 CONFIG_RETRY_MS = 100
 CONFIG_REFRESH_MS = 10_000
 POLL_MS_MAX = 50
+INFLIGHT_OPS_MAX = 100_000  # per client: beyond this, submitting waits for room
 IDLE_WAIT_S = 1.0
 COMMANDS_PER_TURN_MAX = 20_000
 FRAMES_PER_TURN_MAX = 1000
@@ -158,6 +159,11 @@ class Client:
         return self._io.coordinator.config
 
     @property
+    def in_flight(self) -> int:
+        """Operations submitted and not completed yet (bounded by INFLIGHT_OPS_MAX)."""
+        return self._io.outstanding
+
+    @property
     def w(self) -> int:
         """The write quorum used when a call passes no ``w``."""
         return self._io.coordinator.write_quorum
@@ -253,7 +259,7 @@ class Client:
         if not keys:
             aggregate.future.set_result(None)
             return aggregate.future
-        self._io.submit(("mwrite", keys, values, self._quorum(w, "w"), deadline_ms, aggregate))
+        self._io.submit(("mwrite", keys, values, self._quorum(w, "w"), deadline_ms, aggregate), len(keys))
         return aggregate.future
 
     def mget_async(self, keys: Iterable[str | bytes], *, r: int | None = None, timeout: float | None = None) -> Future:
@@ -264,7 +270,7 @@ class Client:
         if not checked:
             aggregate.future.set_result([])
             return aggregate.future
-        self._io.submit(("mread", checked, None, self._quorum(r, "r"), deadline_ms, aggregate))
+        self._io.submit(("mread", checked, None, self._quorum(r, "r"), deadline_ms, aggregate), len(checked))
         return aggregate.future
 
     def mset(self, items: Mapping | Iterable[tuple], *, w: int | None = None, timeout: float | None = None) -> None:
@@ -287,7 +293,7 @@ class Client:
         """Send one message (built from a request id) to a node and wait for its reply."""
         deadline_ms, _ = self._deadline(timeout)
         future: Future = Future()
-        self._io.submit(("request", address, build, 0, deadline_ms, future))
+        self._io.submit(("request", address, build, 0, deadline_ms, future), 0)
         return self._wait(future, timeout)
 
     # -- reading everything ---------------------------------------------------------------------------------
@@ -326,7 +332,7 @@ class Client:
                         yield _key_out(key), decode_value(record)
                 return
             if stale:
-                self._io.submit(("refresh", None, None, 0, 0, None))
+                self._io.submit(("refresh", None, None, 0, _now_ms() + 1000, None), 0)
                 self._io.config_changed.wait(1.0)
                 continue
             raise QuorumError(f"partition {partition}: {answered} of {need} replicas could be read", answered, need)
@@ -389,6 +395,8 @@ class _IoThread(threading.Thread):
         self.sleeping = False  # the driver is (about to be) blocked in poll
         self.state = threading.Condition()
         self.driver: int | None = None  # ident of the thread that drives the sockets now
+        self.outstanding = 0  # data operations submitted and not completed
+        self.blocked = 0  # callers waiting in submit() for room
         self.sockets: dict[str, zmq.Socket] = {}
         self.socket_address: dict[zmq.Socket, str] = {}
         self.node_address: dict[str, str] = {}
@@ -413,12 +421,20 @@ class _IoThread(threading.Thread):
         return bool(self.commands or coordinator.pending_ops or self.requests or coordinator.has_outbox
                     or coordinator.config is None)
 
-    def submit(self, command: tuple) -> None:
-        """Queue a command for whichever thread drives the sockets, and make sure one does."""
+    def submit(self, command: tuple, ops: int = 1) -> None:
+        """Queue a command for whichever thread drives the sockets, and make sure one does.
+
+        Backpressure: while INFLIGHT_OPS_MAX operations are outstanding, a caller waits here
+        for room (up to its request's timeout) instead of growing the queues without bound.
+        """
         if not self.running:
             raise ClientClosed("the client is closed")
-        self.commands.append(command)
         with self.state:
+            if self.outstanding and self.outstanding + ops > INFLIGHT_OPS_MAX \
+                    and self.driver != threading.get_ident():
+                self._wait_for_room(ops, command[4])
+            self.outstanding += ops
+            self.commands.append(command)
             if self.driver is None:
                 self.state.notify()  # the IO thread is parked: wake it
                 return
@@ -427,6 +443,25 @@ class _IoThread(threading.Thread):
                 self.wake_writer.send(b"x")  # the driver is blocked in poll: interrupt it
             except OSError:
                 pass  # the wake-up pipe is full: the driver is already due to wake
+
+    def _wait_for_room(self, ops: int, deadline_ms: int) -> None:
+        """Called with the state lock held."""
+        self.blocked += 1
+        try:
+            while self.running and self.outstanding and self.outstanding + ops > INFLIGHT_OPS_MAX:
+                remaining_s = (deadline_ms - _now_ms()) / 1000
+                if remaining_s <= 0:
+                    raise Unavailable(f"the client already has {self.outstanding} operations in flight")
+                self.state.wait(min(remaining_s, 0.1))
+        finally:
+            self.blocked -= 1
+
+    def _done(self, ops: int) -> None:
+        """Operations finished: make room for callers waiting in submit()."""
+        with self.state:
+            self.outstanding -= ops
+            if self.blocked:
+                self.state.notify_all()
 
     def call(self, command: tuple, timeout_s: float):
         """Run one command to completion. When no other thread is driving the sockets the caller
@@ -442,6 +477,8 @@ class _IoThread(threading.Thread):
                 raise ZkvError("a blocking call cannot be made from inside a future's callback")
             self.submit(command)
             return future.result(timeout_s)
+        with self.state:
+            self.outstanding += 1
         try:
             self._take(command, _now_ms())
             deadline = time.monotonic() + timeout_s
@@ -583,6 +620,10 @@ class _IoThread(threading.Thread):
                 self.next_config_ms = 0
         except InvalidInput as error:
             _fail(waiter, InvalidRequest(str(error)))
+            if kind in ("write", "read"):
+                self._done(1)
+            elif kind in ("mwrite", "mread"):
+                self._done(len(key))
 
     def _send_request(self, address: str, build, deadline_ms: int, future: Future) -> None:
         request_id = next(self.request_ids)
@@ -653,7 +694,10 @@ class _IoThread(threading.Thread):
                     self._send(seed, wire.encode(messages.ConfigRequest(next(self.request_ids), 0)))
 
     def _complete(self, now: int) -> None:
-        for op in self.coordinator.take_completed():
+        completed = self.coordinator.take_completed()
+        if completed:
+            self._done(sum(1 for op in completed if op.token is not None))
+        for op in completed:
             waiter = op.token
             if waiter is None:
                 continue

@@ -47,6 +47,8 @@ LOOPBACK_ROUNDS_MAX = 64
 LEAVE_TIMEOUT_MS = 60_000
 REQUEST_TIMEOUT_MS = 5000
 SCAN_ITEMS_MAX = 5000
+OVERLOAD_AFTER_MS = 200  # a backlog this old turns replica requests away with BUSY
+COORDINATED_PENDING_MAX = 10_000  # HTTP/thin-client ops being coordinated at once
 SCAN_BYTES_MAX = 4 << 20
 
 
@@ -107,6 +109,8 @@ class NodeCore:
         self.fatal: str | None = None
         self.leaving = False
         self.leave_deadline_ms = 0
+        self.overloaded = False
+        self.backlog_since_ms: int | None = None
         self.next_gossip_ms = now_ms
         self.next_claim_ms = now_ms
         self.claim_backoff_ms = CLAIM_INTERVAL_MS
@@ -263,7 +267,32 @@ class NodeCore:
 
     # -- replica operations -----------------------------------------------------------------
 
+    def note_load(self, backlog: bool, now_ms: int) -> None:
+        """The shell reports, each turn, whether it left frames waiting (it drains a bounded number).
+
+        A backlog that lasts OVERLOAD_AFTER_MS makes the node shed replica work: it answers
+        BUSY (clients back off and retry) instead of letting queues and latency grow.
+        """
+        if not backlog:
+            self.backlog_since_ms = None
+            if self.overloaded:
+                self.overloaded = False
+                self.log("load back to normal: serving replica requests again")
+            return
+        if self.backlog_since_ms is None:
+            self.backlog_since_ms = now_ms
+        elif not self.overloaded and now_ms - self.backlog_since_ms >= OVERLOAD_AFTER_MS:
+            self.overloaded = True
+            self.log(f"overloaded for {now_ms - self.backlog_since_ms} ms: answering busy")
+
     def _on_batch(self, route, message: messages.Batch, now_ms: int) -> None:
+        if self.overloaded:
+            self.counters["busy_replies"] += 1
+            count = len(message.ops)
+            self.reply(route, messages.BatchReply(message.request_id, self._my_epoch(),
+                                                  bytes([messages.STATUS_BUSY]) * count,
+                                                  [None] * message.ops.count(messages.OP_READ)))
+            return
         self.reply(route, self._serve(message))
 
     def _serve(self, message: messages.Batch) -> messages.BatchReply:
@@ -314,6 +343,11 @@ class NodeCore:
     # -- coordination for thin clients and HTTP --------------------------------------------------
 
     def _on_coordinate(self, route, message: messages.Coordinate, now_ms: int) -> None:
+        if self.overloaded or self.coordinator.pending_ops >= COORDINATED_PENDING_MAX:
+            self.counters["busy_replies"] += 1
+            self.reply(route, messages.CoordinateReply(message.request_id, messages.RESULT_BUSY, None,
+                                                       "the node is overloaded; retry later", 0))
+            return
         token = (route, message.request_id, message.op)
         timeout_ms = message.timeout_ms if 0 < message.timeout_ms <= 120_000 else self.settings.request_timeout_ms
         deadline_ms = now_ms + timeout_ms

@@ -192,8 +192,12 @@ class NodeActor:
                 pass  # another turn already drained the wake-up bytes
         router = self.router
         current_ms = now_ms()
+        backlog = False
         if router in ready:
-            for _ in range(FRAMES_PER_TURN_MAX):
+            for count in range(FRAMES_PER_TURN_MAX + 1):
+                if count == FRAMES_PER_TURN_MAX:
+                    backlog = bool(router.get(zmq.EVENTS) & zmq.POLLIN)  # frames left for the next turn
+                    break
                 try:
                     parts = router.recv_multipart(zmq.NOBLOCK, copy=True)
                 except zmq.Again:
@@ -208,6 +212,7 @@ class NodeActor:
                     core.on_bad_frame(route, error.reason, error.request_id)
                     continue
                 self._guard(core, core.on_request, route, message, current_ms)
+        core.note_load(backlog, current_ms)
         for dealer, target in self.dealer_targets.items():
             if dealer not in ready:
                 continue
