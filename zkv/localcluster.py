@@ -9,6 +9,7 @@ sleeps), and stops exactly the processes it started, by PID, in ``stop()``
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -23,10 +24,30 @@ NODE_START_TIMEOUT_S = 30.0
 CONVERGE_TIMEOUT_S = 60.0
 
 
+PORT_RANGE = (20000, 32000)  # below Linux's ephemeral range, where outgoing connections take ports
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A loopback port nothing listens on, chosen below the ephemeral range.
+
+    Asking the kernel for port 0 returns a port from the ephemeral range, which
+    every outgoing connection (a node's DEALER to a peer, say) also draws from:
+    between this probe and the node's bind, such a connection can take it.
+    """
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(*PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {PORT_RANGE}")
 
 
 def wait_until(condition, timeout_s: float, what: str, interval_s: float = 0.05):

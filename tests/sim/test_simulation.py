@@ -30,10 +30,14 @@ def test_regression_seed_with_memory_nodes(seed):
 
 
 def test_the_checker_catches_a_broken_release_rule():
-    """Releasing a partition while the move is still in progress loses acknowledged data."""
-    result = run_scenario(1, ScenarioSettings(buggify_release_early=True))
-    assert not result.ok
-    assert any("stale read" in violation or "lost" in violation for violation in result.verdict.violations)
+    """Dropping a partition while its move is still in progress loses acknowledged writes, and
+    the checker must say so: sweep seeds until it does (it took seed 13 when this was written)."""
+    for seed in range(1, 41):
+        result = run_scenario(seed, ScenarioSettings(buggify_release_early=True))
+        safety = [v for v in result.verdict.violations if "stale read" in v or "lost" in v or "came back" in v]
+        if safety:
+            return
+    raise AssertionError("no seed in 1..40 caught the deliberately broken release rule")
 
 
 def test_a_seed_replays_identically_in_another_process():

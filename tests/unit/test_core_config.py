@@ -242,6 +242,22 @@ SWITCHED_PLAN = PartitionPlan(("a", "b", "c"), ("a", "b", "d"), SWITCHED, (), ()
 @pytest.mark.parametrize(
     ("adopted", "responsive", "settles"),
     [
+        # a network partition hides b and c (two of the old set) together: they are not
+        # responsive, but they are not gone either, and at an older epoch they still make a
+        # read quorum of the old set, so the old set must stay in the write quorum
+        ({"a": 7, "b": 6, "c": 6, "d": 7}, "ad", False),
+        ({"a": 7, "b": 7, "c": 6, "d": 7}, "ad", True),  # only c is cut off: one is no quorum
+    ],
+)
+def test_switched_waits_for_a_read_quorum_of_the_old_set(adopted, responsive, settles):
+    config = one_partition(7, "abd", SWITCHED_PLAN)
+    proposal = plan_next(config, inputs("abd", adopted=adopted, responsive=responsive))
+    assert (proposal is not None and proposal.plans[0] == settled(("a", "b", "d"), 8)) == settles
+
+
+@pytest.mark.parametrize(
+    ("adopted", "responsive", "settles"),
+    [
         ({"a": 7, "b": 7, "c": 7, "d": 7}, "abcd", True),
         ({"a": 8, "b": 9, "c": 7, "d": 7}, "abcd", True),
         ({"a": 7, "b": 7, "c": 6, "d": 7}, "abcd", False),  # the leaver has not seen the switch

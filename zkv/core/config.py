@@ -25,7 +25,8 @@ A move goes through three epochs, each proposed by the claimant:
       | every member of new - old reported its pull complete
       v
     SWITCHED(old -> new)  reads: new   writes: W of old AND W of new
-      | every responsive holder has adopted the SWITCHED epoch
+      | every responsive holder has adopted the SWITCHED epoch, and so many
+      | of old that the others cannot form a read quorum at an older epoch
       v
     SETTLED(new)          reads: new   writes: W of new
 
@@ -293,12 +294,19 @@ def _step(partition: int, plan: PartitionPlan, target: tuple[str, ...], epoch: i
         if all(node in complete for node, _ in plan.joined):
             return PartitionPlan(plan.old, plan.new, SWITCHED, (), (), epoch)
         return replace(plan, complete=complete, changed_at=epoch)
-    # SWITCHED: settle once every responsive holder has adopted the switch.
+    # SWITCHED: settle once every responsive holder has adopted the switch, and enough of the
+    # old set has that the rest can never form a read quorum of it. Without the second rule, a
+    # network partition that cuts off a quorum of the old replicas together with a client lets
+    # that client keep reading the old set at an old epoch while the other side writes only to
+    # the new set.
     holders = set(plan.old) | set(plan.new)
-    if all(inputs.adopted.get(node, 0) >= plan.changed_at
-           for node in holders if node in inputs.responsive):
-        return settled(plan.new, epoch)
-    return plan
+    if not all(inputs.adopted.get(node, 0) >= plan.changed_at
+               for node in holders if node in inputs.responsive):
+        return plan
+    switched_old = sum(1 for node in plan.old if inputs.adopted.get(node, 0) >= plan.changed_at)
+    if switched_old < len(plan.old) - needed(quorum, len(plan.old)) + 1:
+        return plan
+    return settled(plan.new, epoch)
 
 
 def pullers_for(old: tuple[str, ...], new: tuple[str, ...], quorum: int) -> tuple[str, ...]:

@@ -611,6 +611,12 @@ class NodeCore:
             adopted={n: m.epoch for n, m in members.items()},
             responsive=frozenset(n for n in members if table.is_responsive(n, now_ms)),
         )
+        up_voters = sum(1 for node_id in self.config.ring if node_id in inputs.ring)
+        if up_voters < len(self.config.ring) // 2 + 1:
+            # We see only a minority of the voters up: our failure detector is the one to distrust
+            # (say, just after a network partition healed). Acceptors vote for any value, so a
+            # claimant with such a view could otherwise remove live members from the ring.
+            return
         proposal = plan_next(self.config, inputs)
         if proposal is None:
             return
