@@ -37,6 +37,7 @@ from zkv.core.config import Config, needed
 from zkv.core.placement import key_bytes
 from zkv.core.quorum import ERROR_INVALID, ERROR_QUORUM, Coordinator, InvalidInput, check_key, check_value
 from zkv.core.versions import decode_value, is_tombstone
+from zkv.sockets import connect_dealer
 from zkv.errors import ClientClosed, InvalidRequest, QuorumError, Timeout, Unavailable, ZkvError
 
 TIMEOUT_S_DEFAULT = 5.0
@@ -508,14 +509,7 @@ class _IoThread(threading.Thread):
     def _socket(self, address: str) -> zmq.Socket:
         sock = self.sockets.get(address)
         if sock is None:
-            sock = self.context.socket(zmq.DEALER)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.IMMEDIATE, 1)
-            sock.setsockopt(zmq.SNDHWM, DEALER_SNDHWM)
-            sock.setsockopt(zmq.RCVHWM, DEALER_RCVHWM)
-            sock.setsockopt(zmq.RECONNECT_IVL, 100)
-            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
-            sock.connect(f"tcp://{address}")
+            sock = connect_dealer(self.context, address, DEALER_SNDHWM, DEALER_RCVHWM)
             self.sockets[address] = sock
             self.socket_address[sock] = address
             self.poller.register(sock, zmq.POLLIN)

@@ -28,6 +28,7 @@ import zmq
 
 from zkv import wire
 from zkv.core.node import NodeCore, NodeSettings
+from zkv.sockets import connect_dealer
 from zkv.storage.errors import StorageError
 
 log = logging.getLogger("zkv.node")
@@ -93,14 +94,7 @@ class NodeActor:
     def _dealer(self, target: str, address: str) -> zmq.Socket:
         dealer = self.dealers.get(target)
         if dealer is None:
-            dealer = self.context.socket(zmq.DEALER)
-            dealer.setsockopt(zmq.LINGER, 0)
-            dealer.setsockopt(zmq.IMMEDIATE, 1)  # no queueing towards a peer that is not connected
-            dealer.setsockopt(zmq.SNDHWM, DEALER_SNDHWM)
-            dealer.setsockopt(zmq.RCVHWM, DEALER_RCVHWM)
-            dealer.setsockopt(zmq.RECONNECT_IVL, 100)
-            dealer.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
-            dealer.connect(f"tcp://{address}")
+            dealer = connect_dealer(self.context, address, DEALER_SNDHWM, DEALER_RCVHWM)
             self.dealers[target] = dealer
             self.dealer_targets[dealer] = target
             self.poller.register(dealer, zmq.POLLIN)
