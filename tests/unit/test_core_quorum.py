@@ -574,3 +574,19 @@ def test_a_reply_with_too_few_records_is_not_an_answer():
     answer(coord, by_node["a"], records=[])
     answer(coord, by_node["b"], records=[])
     assert not op.done
+
+
+def test_a_flush_of_large_values_is_split_under_the_frame_limit():
+    from zkv import wire
+    from zkv.core.quorum import BATCH_BYTES_MAX
+
+    coord = coordinator()
+    value = b"x" * (4 << 20)  # 30 values of 4 MiB: one frame would be 120 MiB
+    for index in range(30):
+        coord.submit_write(b"big-%d" % index, value, 0, NOW_MS, DEADLINE_MS)
+    frames = coord.flush(NOW_MS)
+    per_node: dict = {}
+    for node, batch in frames:
+        assert len(wire.encode(batch)) <= min(wire.FRAME_BYTES_MAX, BATCH_BYTES_MAX + len(value) + 4096)
+        per_node[node] = per_node.get(node, 0) + len(batch.keys)
+    assert per_node == {node: 30 for node in per_node} and len(per_node) == 3

@@ -120,6 +120,24 @@ class Op:
         return node in self.acked if self.kind == KIND_WRITE else node in self.replies
 
 
+def _chunks(queue: list[Op]) -> list[list[Op]]:
+    """A node's queue cut into frames of at most BATCH_OPS_MAX ops and about BATCH_BYTES_MAX
+    bytes (a frame always takes at least one op, so one 4 MiB value still goes out)."""
+    chunks: list[list[Op]] = []
+    chunk: list[Op] = []
+    size = 0
+    for op in queue:
+        op_bytes = len(op.key) + (len(op.record) if op.record is not None else 0)
+        if chunk and (len(chunk) >= BATCH_OPS_MAX or size + op_bytes > BATCH_BYTES_MAX):
+            chunks.append(chunk)
+            chunk, size = [], 0
+        chunk.append(op)
+        size += op_bytes
+    if chunk:
+        chunks.append(chunk)
+    return chunks
+
+
 class InvalidInput(ValueError):
     """The caller passed something zkv refuses (type, size); nothing was sent."""
 
@@ -297,8 +315,7 @@ class Coordinator:
         frames = []
         outbox, self._outbox = self._outbox, {}
         for node, queue in outbox.items():
-            for start in range(0, len(queue), BATCH_OPS_MAX):
-                chunk = queue[start:start + BATCH_OPS_MAX] if len(queue) > BATCH_OPS_MAX else queue
+            for chunk in _chunks(queue):
                 deadline_ms = chunk[0].deadline_ms
                 for op in chunk:
                     if op.state == _QUEUED:
