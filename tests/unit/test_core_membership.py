@@ -276,10 +276,9 @@ def test_dead_and_left_members_are_not_re_judged():
 
 # -- what the node asks of the table ----------------------------------------------------------------
 
-def test_is_up_and_is_responsive():
+def test_is_responsive():
     table = new_table()
     table.merge([entry("b", 5, ALIVE), entry("c", 5, SUSPECT), entry("d", 5, DEAD), entry("e", 5, LEFT)], START_MS)
-    assert [table.is_up(n) for n in "abcdez"] == [True, True, True, False, False, False]
     assert table.is_responsive("a", START_MS + 10 * DEAD_AFTER_MS)  # always, for ourselves
     assert table.is_responsive("b", START_MS + DEAD_AFTER_MS - 1)
     assert not table.is_responsive("b", START_MS + DEAD_AFTER_MS)

@@ -359,10 +359,6 @@ class Client:
                 return "ok"
             cursor = reply.cursor
 
-    def node_addresses(self) -> list[str]:
-        config = self.config
-        return [node.address for node in config.nodes] if config is not None else list(self.seeds)
-
     # -- helpers ---------------------------------------------------------------------------------------------
 
     @staticmethod

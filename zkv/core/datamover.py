@@ -128,7 +128,7 @@ class DataMover:
             if need == 0:
                 self._finish(partition, kind, since)
                 continue
-            self.tasks[partition] = handoff.PullTask(partition, kind, since, sources, need, now_ms)
+            self.tasks[partition] = handoff.PullTask(partition, kind, since, sources, need)
             node.log(f"pulling partition {partition} ({kind}) from {', '.join(sources)}")
 
     def _drive_tasks(self, now_ms: int) -> None:

@@ -58,7 +58,6 @@ class PullTask:
     since: int
     sources: tuple[str, ...]
     need: int
-    started_ms: int
     states: dict[str, SourceState] = field(default_factory=dict)
     items: int = 0
     bytes: int = 0

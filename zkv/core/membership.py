@@ -193,11 +193,6 @@ class MemberTable:
     def get(self, node_id: str) -> Member | None:
         return self.members.get(node_id)
 
-    def is_up(self, node_id: str) -> bool:
-        """Alive or suspect: still in the owner ranking."""
-        member = self.members.get(node_id)
-        return member is not None and member.state in (ALIVE, SUSPECT)
-
     def is_responsive(self, node_id: str, now_ms: int) -> bool:
         """Heard from within dead_after, whatever its state (a leaving node is responsive)."""
         if node_id == self.self_id:

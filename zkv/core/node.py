@@ -29,7 +29,10 @@ from zkv.core.config import (
     MOVING, PHASE_NAMES, Config, NodeAddress, PlanInputs, initial_config, plan_next,
 )
 from zkv.core.datamover import DataMover
-from zkv.core.membership import ALIVE, DEAD, LEFT, SUSPECT, MemberTable
+from zkv.core.antientropy import AE_INTERVAL_MS, TOMBSTONE_GRACE_MS, TOMBSTONE_INTERVAL_MS
+from zkv.core.membership import (
+    ALIVE, DEAD, DEAD_AFTER_MS, GOSSIP_INTERVAL_MS, LEFT, SUSPECT, SUSPECT_AFTER_MS, MemberTable,
+)
 from zkv.core.quorum import ERROR_INVALID, Coordinator, InvalidInput
 from zkv.core.replica import NOT_COMPLETE, LocalState, serve_batch
 from zkv.core.versions import VERSION_BYTES, decode_value
@@ -64,12 +67,12 @@ class NodeSettings:
     writer_id: int = 1
     write_quorum: int = 2
     read_quorum: int = 2
-    gossip_interval_ms: int = 200
-    suspect_after_ms: int = 1500
-    dead_after_ms: int = 5000
-    ae_interval_ms: int = 1000
-    tombstone_interval_ms: int = 10_000
-    tombstone_grace_ms: int = 3_600_000
+    gossip_interval_ms: int = GOSSIP_INTERVAL_MS
+    suspect_after_ms: int = SUSPECT_AFTER_MS
+    dead_after_ms: int = DEAD_AFTER_MS
+    ae_interval_ms: int = AE_INTERVAL_MS
+    tombstone_interval_ms: int = TOMBSTONE_INTERVAL_MS
+    tombstone_grace_ms: int = TOMBSTONE_GRACE_MS
     leave_timeout_ms: int = LEAVE_TIMEOUT_MS
     request_timeout_ms: int = REQUEST_TIMEOUT_MS
     key_bytes_max: int = 1024

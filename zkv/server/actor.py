@@ -49,10 +49,6 @@ def inproc_endpoint(node_id: str) -> str:
     return f"inproc://zkv-node-{node_id}"
 
 
-def new_identity_bits() -> int:
-    return secrets.randbits(48) | 1
-
-
 class NodeActor:
     """Runs one node until it leaves, is told to stop, or cannot start."""
 
